@@ -1,0 +1,349 @@
+/*
+ * task.c - the Lua API of tasks and timers: crt.spawn, crt.sleep, crt.yield,
+ * crt.now, crt.after, crt.every, crt.exit, crt.run, crt.stats, crt.Cancelled
+ * and the methods of task and timer objects.
+ *
+ * Loop thread only (the state that owns the runtime). Every function finds
+ * the runtime in its first upvalue.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "chan.h"
+#include "rt.h"
+#include "scheduler.h"
+
+#define TIMER_MT "crt.timer"
+
+static crt_runtime *rt_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static crt_task *check_task(lua_State *L, int idx, const char *fname) {
+  crt_task *t = luaL_testudata(L, idx, CRT_TASK_MT);
+  if (!t)
+    crt_typeerror(L, fname, idx, "task");
+  return t;
+}
+
+static int l_spawn(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return crt_typeerror(L, "crt.spawn", 1, "function");
+  crt_runtime *rt = rt_of(L);
+  if (rt->closing)
+    return crt_errorf(L, "crt.spawn", "the runtime is closing");
+  crt_task_spawn(rt, L, lua_gettop(L) - 1);
+  return 1;
+}
+
+static double check_seconds(lua_State *L, int arg, const char *fname) {
+  int isnum;
+  double s = lua_tonumberx(L, arg, &isnum);
+  if (!isnum)
+    crt_typeerror(L, fname, arg, "number");
+  if (s != s)
+    crt_argerror(L, fname, arg, "number expected, got nan");
+  return s;
+}
+
+static int l_sleep(lua_State *L) {
+  double s = check_seconds(L, 1, "crt.sleep");
+  crt_task *t = crt_task_require(L, "crt.sleep");
+  if (s <= 0)
+    return crt_task_yield(L, t);
+  return crt_task_sleep(L, t, s);
+}
+
+static int l_yield(lua_State *L) {
+  crt_task *t = crt_task_require(L, "crt.yield");
+  return crt_task_yield(L, t);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* ---- task methods -------------------------------------------------------- */
+
+static int t_await(lua_State *L) {
+  crt_task *t = check_task(L, 1, "task:await");
+  return crt_task_await(L, t);
+}
+
+static int t_cancel(lua_State *L) {
+  crt_task *t = check_task(L, 1, "task:cancel");
+  int alive = crt_task_alive(t);
+  crt_task_cancel(t);
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+static const char *const status_names[] = {"pending", "running", "done", "failed", "cancelled"};
+
+static int t_status(lua_State *L) {
+  crt_task *t = check_task(L, 1, "task:status");
+  lua_pushstring(L, status_names[crt_task_status(t)]);
+  return 1;
+}
+
+static int t_done(lua_State *L) {
+  crt_task *t = check_task(L, 1, "task:done");
+  lua_pushboolean(L, !crt_task_alive(t));
+  return 1;
+}
+
+static int t_tostring(lua_State *L) {
+  crt_task *t = check_task(L, 1, "task:__tostring");
+  lua_pushfstring(L, "crt.task: %p (%s)", (void *)t, status_names[crt_task_status(t)]);
+  return 1;
+}
+
+/* crt._notify(task, channel, tag): offer tag to channel when task ends. */
+static int l_notify(lua_State *L) {
+  crt_task *t = check_task(L, 1, "crt._notify");
+  crt_chan *ch = crt_chan_test(L, 2);
+  if (!ch)
+    return crt_typeerror(L, "crt._notify", 2, "channel");
+  lua_Integer tag = luaL_checkinteger(L, 3);
+  crt_task_notify(L, t, ch, tag);
+  return 0;
+}
+
+/* crt._observe(task): its error was handled (by crt.group). */
+static int l_observe(lua_State *L) {
+  crt_task_observe(check_task(L, 1, "crt._observe"));
+  return 0;
+}
+
+static int l_istask(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, CRT_TASK_MT) != NULL);
+  return 1;
+}
+
+/* ---- crt.after / crt.every -------------------------------------------------- */
+
+typedef struct ltimer {
+  crt_timer tm;
+  crt_runtime *rt;
+  double interval; /* 0 for after */
+  int selfref;     /* pin while armed */
+  int stopped;
+} ltimer;
+
+static void ltimer_unpin(ltimer *lt) {
+  if (lt->selfref != LUA_NOREF) {
+    luaL_unref(lt->rt->L, LUA_REGISTRYINDEX, lt->selfref);
+    lt->selfref = LUA_NOREF;
+    lt->rt->nkeepalive--;
+  }
+}
+
+static int ltimer_run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+/* The body of the task a firing starts: fn runs unless stop() came first.
+ * lua_callk lets fn wait like any task. */
+static int ltimer_run(lua_State *L) {
+  ltimer *lt = lua_touserdata(L, lua_upvalueindex(1));
+  if (lt->stopped)
+    return 0;
+  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  lua_callk(L, 0, 0, 0, ltimer_run_k);
+  return 0;
+}
+
+static void ltimer_fire(crt_timer *tm) {
+  ltimer *lt = (ltimer *)tm;
+  crt_runtime *rt = lt->rt;
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->selfref);
+  lua_pushcclosure(L, ltimer_run, 1);
+  if (lt->interval > 0) {
+    /* Re-arm from the due time, not from now, so `every` does not drift;
+     * when the loop fell behind, the next firing is one interval away. */
+    uint64_t now = uv_hrtime();
+    uint64_t step = (uint64_t)ceil(lt->interval * 1e9);
+    uint64_t due = tm->due + step;
+    double s = due > now ? (double)(due - now) / 1e9 : lt->interval;
+    crt_timer_start(rt, tm, s);
+  } else {
+    ltimer_unpin(lt);
+  }
+  crt_task_spawn(rt, L, 0);
+  lua_pop(L, 1);
+}
+
+static int new_timer(lua_State *L, const char *fname, int repeat) {
+  double s = check_seconds(L, 1, fname);
+  if (lua_type(L, 2) != LUA_TFUNCTION)
+    return crt_typeerror(L, fname, 2, "function");
+  if (repeat && !(s > 0))
+    return crt_argerror(L, fname, 1, "interval must be > 0");
+  crt_runtime *rt = rt_of(L);
+  ltimer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
+  crt_timer_init(&lt->tm, ltimer_fire);
+  lt->rt = rt;
+  lt->interval = repeat ? s : 0;
+  lt->stopped = 0;
+  luaL_setmetatable(L, TIMER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  lt->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->nkeepalive++;
+  crt_timer_start(rt, &lt->tm, s);
+  return 1;
+}
+
+static int l_after(lua_State *L) { return new_timer(L, "crt.after", 0); }
+static int l_every(lua_State *L) { return new_timer(L, "crt.every", 1); }
+
+static int timer_stop(lua_State *L) {
+  ltimer *lt = luaL_testudata(L, 1, TIMER_MT);
+  if (!lt)
+    return crt_typeerror(L, "timer:stop", 1, "timer");
+  int was = !lt->stopped && (crt_timer_armed(&lt->tm) || lt->selfref != LUA_NOREF);
+  lt->stopped = 1;
+  if (!lt->rt->closing)
+    crt_timer_stop(lt->rt, &lt->tm);
+  ltimer_unpin(lt);
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+static int timer_gc(lua_State *L) {
+  ltimer *lt = lua_touserdata(L, 1);
+  lt->stopped = 1;
+  return 0;
+}
+
+/* ---- exit, run, stats -------------------------------------------------- */
+
+static int l_exit(lua_State *L) {
+  crt_runtime *rt = rt_of(L);
+  int code = 0;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? 0 : 1;
+  else if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, 1, &isint);
+    if (!isint)
+      return crt_typeerror(L, "crt.exit", 1, "integer");
+    code = (int)n;
+  }
+  rt->exit_code = code;
+  rt->exiting = 1;
+  crt_task *t = crt_task_current(L);
+  if (t) {
+    /* The task stops here; crt_step returns and the host closes the runtime,
+     * which cancels the remaining tasks (this one included). */
+    return crt_task_park(L, t, NULL, NULL, NULL, 0);
+  }
+  if (!rt->owns_state && !rt->draining) {
+    /* Module mode, outside any task: like os.exit. */
+    fflush(NULL);
+    exit(code);
+  }
+  return 0;
+}
+
+int crt_rt_run_until(crt_runtime *rt, crt_task *t); /* rt.c */
+
+static int l_run(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return crt_typeerror(L, "crt.run", 1, "function");
+  crt_runtime *rt = rt_of(L);
+  if (crt_task_current(L)) {
+    /* Inside a task (a script run by crt): run fn as a task and await it. */
+    crt_task *t = crt_task_spawn(rt, L, lua_gettop(L) - 1);
+    return crt_task_await(L, t);
+  }
+  if (rt->draining)
+    return crt_errorf(L, "crt.run", "cannot run the loop from inside a plain coroutine of a task");
+  crt_task *t = crt_task_spawn(rt, L, lua_gettop(L) - 1);
+  int top = lua_gettop(L);
+  int rc = crt_rt_run_until(rt, t);
+  lua_settop(L, top);
+  if (rc == CRT_EEXIT) {
+    fflush(NULL);
+    exit(rt->exit_code);
+  }
+  if (rc == CRT_EDEADLOCK)
+    return crt_errorf(L, "crt.run", "deadlock: every task waits on a channel or on another "
+                                    "task, and nothing can wake them");
+  return crt_task_push_outcome(L, t);
+}
+
+static int l_stats(lua_State *L) {
+  crt_runtime *rt = rt_of(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)rt->nalive);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, (lua_Integer)rt->nready);
+  lua_setfield(L, -2, "ready");
+  lua_pushinteger(L, (lua_Integer)crt_timers_count(rt));
+  lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, (lua_Integer)rt->nkeepalive);
+  lua_setfield(L, -2, "keepalive");
+  return 1;
+}
+
+static int cancelled_tostring(lua_State *L) {
+  lua_pushliteral(L, "crt.Cancelled");
+  return 1;
+}
+
+int crt_open_task(lua_State *L) {
+  crt_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  static const luaL_Reg task_methods[] = {{"await", t_await},   {"cancel", t_cancel},
+                                          {"status", t_status}, {"done", t_done},
+                                          {NULL, NULL}};
+  if (luaL_newmetatable(L, CRT_TASK_MT)) {
+    luaL_newlib(L, task_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, crt_task_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, TIMER_MT)) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, timer_stop);
+    lua_setfield(L, -2, "stop");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, timer_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+
+  /* crt.Cancelled: a unique value, compared with ==. */
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "crt.Cancelled");
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  crt_sched_set_cancelled(L);
+  lua_setfield(L, -2, "Cancelled");
+
+  static const luaL_Reg funcs[] = {{"spawn", l_spawn},     {"sleep", l_sleep},
+                                   {"yield", l_yield},     {"now", l_now},
+                                   {"after", l_after},     {"every", l_every},
+                                   {"exit", l_exit},       {"run", l_run},
+                                   {"stats", l_stats},     {"_notify", l_notify},
+                                   {"_observe", l_observe}, {"_istask", l_istask},
+                                   {NULL, NULL}};
+  lua_pushlightuserdata(L, rt);
+  luaL_setfuncs(L, funcs, 1);
+  return 0;
+}

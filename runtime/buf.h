@@ -1,0 +1,44 @@
+/*
+ * buf.h - crt_buf, a growable byte buffer used to carry encoded values
+ * between Lua states (codec output, channel items, thread jobs, IPC frames).
+ *
+ * A buffer is owned by one thread at a time; handing it to another thread is
+ * done through a queue that is itself synchronised. A buffer also holds the
+ * channel references its encoded bytes name (see codec.h), so that a channel
+ * that travels only inside a message stays alive until the message is decoded
+ * or dropped.
+ */
+#ifndef CRT_BUF_H
+#define CRT_BUF_H
+
+#include <stddef.h>
+
+struct crt_chan;
+
+typedef struct crt_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+  struct crt_chan **chans; /* channels retained by this buffer */
+  size_t nchans;
+  size_t chancap;
+} crt_buf;
+
+void crt_buf_init(crt_buf *b);
+/* Make room for n more bytes; returns 0 or CRT_ENOMEM-style -1. */
+int crt_buf_reserve(crt_buf *b, size_t n);
+int crt_buf_append(crt_buf *b, const void *p, size_t n);
+/* Forget the bytes and release the retained channels, keep the memory. */
+void crt_buf_reset(crt_buf *b);
+/* Release everything. */
+void crt_buf_free(crt_buf *b);
+/* Retain ch and remember it; released by reset/free. Returns 0 or -1. */
+int crt_buf_add_chan(crt_buf *b, struct crt_chan *ch);
+/* Cut the buffer back to len bytes and nchans retained channels, releasing
+ * the channels retained since (the codec undoes a failed encode with this). */
+void crt_buf_rewind(crt_buf *b, size_t len, size_t nchans);
+/* Hand src's bytes and channels to dst (which must hold nothing); src is left
+ * empty and initialised. */
+void crt_buf_move(crt_buf *dst, crt_buf *src);
+
+#endif

@@ -1,0 +1,1030 @@
+/*
+ * chan.c - channels: a bounded, unbounded or rendezvous queue of values with
+ * queues of parked senders and receivers, and crt.select over several.
+ *
+ * Threads: a "local" channel (never sent to another Lua state) is touched
+ * only by the loop thread of the state that created it, and needs no lock.
+ * Once shared (crt_chan_share, called by the codec), every operation takes
+ * ch->mu; the only lock taken while holding it is none (lock order: a
+ * channel lock is a leaf; select takes one channel lock at a time).
+ *
+ * Values: in a local channel a queued value is a reference in the owner
+ * state's store table, and a value handed to or taken from a parked task is
+ * copied straight between the two coroutines' stacks (the parked one keeps
+ * its value on its own stack while it waits): no encoding, no allocation.
+ * In a shared channel every value is an encoded crt_buf (a deep copy).
+ *
+ * A waiter is one parked operation. A plain send or recv has one; select has
+ * one per case, all pointing at one crt_sel whose `fired` is claimed once
+ * (compare-and-swap, so that two channels can race for it when threads are
+ * involved); waiters of a fired select left in other queues are skipped and
+ * removed by their owner when it resumes.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <pthread.h>
+
+#include "chan.h"
+#include "codec.h"
+#include "rt.h"
+#include "scheduler.h"
+
+enum { OP_RECV, OP_SEND };
+enum { ITEM_NONE, ITEM_REF, ITEM_BUF };
+
+typedef struct item {
+  int kind;
+  int ref;      /* ITEM_REF: in the owner state's store table */
+  crt_buf *buf; /* ITEM_BUF */
+} item;
+
+typedef struct crt_sel {
+  atomic_int fired; /* case index that completed, -1 while none */
+  int closed;       /* completed because the channel closed */
+  int nwaiters;
+  struct crt_waiter *waiters;
+} crt_sel;
+
+typedef struct crt_waiter {
+  struct crt_waiter *prev, *next; /* in the channel's queue */
+  crt_chan *ch;
+  crt_sel *sel;
+  crt_task *task;
+  int index; /* 1-based case index */
+  int op;
+  int queued;
+  int closed; /* completed because the channel was closed */
+  /* A parked sender's value: on its own coroutine's stack at `slot` (local
+   * channel) or encoded in `val` (shared channel). A parked receiver gets its
+   * value pushed on its coroutine's stack (local) or in `val` (shared). */
+  int slot;
+  item val;
+} crt_waiter;
+
+typedef struct wqueue {
+  crt_waiter *head, *tail;
+} wqueue;
+
+struct crt_chan {
+  atomic_int refs;
+  int shared;
+  int closed;
+  uint64_t id;
+  size_t cap;
+  /* Ring buffer of queued values. */
+  item *ring;
+  size_t rcap, head, count;
+  wqueue recvq, sendq;
+  pthread_mutex_t mu;
+  atomic_uint_fast64_t sent, received;
+};
+
+static atomic_uint_fast64_t next_id = 1;
+static const char store_key = 'S';
+static const char proxies_key = 'P';
+
+/* ---- the process-wide table of shared channels (id -> channel) ---------- */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static crt_chan **reg_slots;
+static size_t reg_cap, reg_count;
+
+static size_t reg_hash(uint64_t id) { return (size_t)(id * 0x9E3779B97F4A7C15ull); }
+
+/* reg_mu held. Open addressing with linear probing; NULL = empty. Deletion
+ * re-inserts the rest of the cluster. */
+static int reg_insert(crt_chan *ch) {
+  if ((reg_count + 1) * 2 > reg_cap) {
+    size_t ncap = reg_cap ? reg_cap * 2 : 64;
+    crt_chan **slots = calloc(ncap, sizeof *slots);
+    if (!slots)
+      return -1;
+    for (size_t i = 0; i < reg_cap; i++) {
+      crt_chan *c = reg_slots[i];
+      if (!c)
+        continue;
+      size_t j = reg_hash(c->id) & (ncap - 1);
+      while (slots[j])
+        j = (j + 1) & (ncap - 1);
+      slots[j] = c;
+    }
+    free(reg_slots);
+    reg_slots = slots;
+    reg_cap = ncap;
+  }
+  size_t j = reg_hash(ch->id) & (reg_cap - 1);
+  while (reg_slots[j])
+    j = (j + 1) & (reg_cap - 1);
+  reg_slots[j] = ch;
+  reg_count++;
+  return 0;
+}
+
+static size_t reg_find(uint64_t id) {
+  if (!reg_cap)
+    return (size_t)-1;
+  size_t j = reg_hash(id) & (reg_cap - 1);
+  while (reg_slots[j]) {
+    if (reg_slots[j]->id == id)
+      return j;
+    j = (j + 1) & (reg_cap - 1);
+  }
+  return (size_t)-1;
+}
+
+static void reg_remove(crt_chan *ch) {
+  size_t j = reg_find(ch->id);
+  if (j == (size_t)-1)
+    return;
+  reg_slots[j] = NULL;
+  reg_count--;
+  for (size_t k = (j + 1) & (reg_cap - 1); reg_slots[k]; k = (k + 1) & (reg_cap - 1)) {
+    crt_chan *c = reg_slots[k];
+    reg_slots[k] = NULL;
+    reg_count--;
+    reg_insert(c); /* cannot fail: the table does not grow */
+  }
+  if (reg_count == 0) {
+    free(reg_slots);
+    reg_slots = NULL;
+    reg_cap = 0;
+  }
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+static crt_chan *chan_new(size_t cap) {
+  crt_chan *ch = calloc(1, sizeof *ch);
+  if (!ch)
+    return NULL;
+  atomic_init(&ch->refs, 1);
+  ch->cap = cap;
+  ch->id = atomic_fetch_add(&next_id, 1);
+  pthread_mutex_init(&ch->mu, NULL);
+  return ch;
+}
+
+static void item_free(item *it) {
+  if (it->kind == ITEM_BUF) {
+    crt_buf_free(it->buf);
+    free(it->buf);
+  }
+  it->kind = ITEM_NONE;
+  it->buf = NULL;
+}
+
+static void chan_free(crt_chan *ch) {
+  /* A local channel's queued references die with the owner's store table
+   * entries only if we unref them; a local channel is freed on its owner's
+   * thread, but possibly while the state closes, so the references are left
+   * to the state (the store table is collected with it). */
+  for (size_t i = 0; i < ch->count; i++)
+    item_free(&ch->ring[(ch->head + i) % ch->rcap]);
+  free(ch->ring);
+  pthread_mutex_destroy(&ch->mu);
+  free(ch);
+}
+
+void crt_chan_retain(crt_chan *ch) { atomic_fetch_add(&ch->refs, 1); }
+
+void crt_chan_release(crt_chan *ch) {
+  if (!ch->shared) {
+    if (atomic_fetch_sub(&ch->refs, 1) == 1)
+      chan_free(ch);
+    return;
+  }
+  /* A shared channel can be found by id: dropping the last reference and
+   * leaving the table happen under the table's lock, so a lookup never
+   * revives a channel being freed. */
+  pthread_mutex_lock(&reg_mu);
+  int last = atomic_fetch_sub(&ch->refs, 1) == 1;
+  if (last)
+    reg_remove(ch);
+  pthread_mutex_unlock(&reg_mu);
+  if (last)
+    chan_free(ch);
+}
+
+static void lock(crt_chan *ch) {
+  if (ch->shared)
+    pthread_mutex_lock(&ch->mu);
+}
+static void unlock(crt_chan *ch) {
+  if (ch->shared)
+    pthread_mutex_unlock(&ch->mu);
+}
+
+/* ---- proxies ------------------------------------------------------------ */
+
+typedef struct proxy {
+  crt_chan *ch;
+} proxy;
+
+static const char *const fname_send = "channel:send";
+
+/* Push the one proxy this state has for ch (creating it; retains ch). */
+static void push_proxy(lua_State *L, crt_chan *ch) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &proxies_key);
+  if (lua_rawgetp(L, -1, ch) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  proxy *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->ch = ch;
+  crt_chan_retain(ch);
+  luaL_setmetatable(L, CRT_CHAN_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, ch);
+  lua_remove(L, -2);
+}
+
+crt_chan *crt_chan_test(lua_State *L, int idx) {
+  proxy *p = luaL_testudata(L, idx, CRT_CHAN_MT);
+  return p ? p->ch : NULL;
+}
+
+static crt_chan *check_chan(lua_State *L, const char *fname) {
+  proxy *p = luaL_testudata(L, 1, CRT_CHAN_MT);
+  if (!p)
+    crt_typeerror(L, fname, 1, "channel");
+  return p->ch;
+}
+
+/* ---- the ring ----------------------------------------------------------- */
+
+static int ring_push(crt_chan *ch, item it) {
+  if (ch->count == ch->rcap) {
+    size_t ncap = ch->rcap ? ch->rcap * 2 : 8;
+    item *ring = malloc(ncap * sizeof *ring);
+    if (!ring)
+      return -1;
+    for (size_t i = 0; i < ch->count; i++)
+      ring[i] = ch->ring[(ch->head + i) % ch->rcap];
+    free(ch->ring);
+    ch->ring = ring;
+    ch->rcap = ncap;
+    ch->head = 0;
+  }
+  ch->ring[(ch->head + ch->count) % ch->rcap] = it;
+  ch->count++;
+  return 0;
+}
+
+static item ring_pop(crt_chan *ch) {
+  item it = ch->ring[ch->head];
+  ch->head = (ch->head + 1) % ch->rcap;
+  ch->count--;
+  return it;
+}
+
+/* ---- waiter queues ------------------------------------------------------ */
+
+static _Thread_local crt_waiter *free_waiters;
+
+static crt_waiter *waiter_new(void) {
+  crt_waiter *w = free_waiters;
+  if (w)
+    free_waiters = w->next;
+  else
+    w = malloc(sizeof *w);
+  if (w)
+    memset(w, 0, sizeof *w);
+  return w;
+}
+
+static void waiter_free(crt_waiter *w) {
+  item_free(&w->val);
+  w->next = free_waiters;
+  free_waiters = w;
+}
+
+static void wq_push(wqueue *q, crt_waiter *w) {
+  w->next = NULL;
+  w->prev = q->tail;
+  if (q->tail)
+    q->tail->next = w;
+  else
+    q->head = w;
+  q->tail = w;
+  w->queued = 1;
+}
+
+static void wq_remove(wqueue *q, crt_waiter *w) {
+  if (!w->queued)
+    return;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    q->head = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  else
+    q->tail = w->prev;
+  w->prev = w->next = NULL;
+  w->queued = 0;
+}
+
+/* Take the first waiter of q that can still complete (claiming its select),
+ * dropping stale waiters of selects that already fired elsewhere. */
+static crt_waiter *wq_claim(wqueue *q) {
+  crt_waiter *w;
+  while ((w = q->head)) {
+    wq_remove(q, w);
+    if (!w->sel)
+      return w;
+    int expected = -1;
+    if (atomic_compare_exchange_strong(&w->sel->fired, &expected, w->index))
+      return w;
+  }
+  return NULL;
+}
+
+/* ---- moving values ------------------------------------------------------ */
+
+/* Encode the value at the top of L (popped) into a new buffer. */
+static crt_buf *encode_top(lua_State *L, const char *fname) {
+  crt_buf *b = malloc(sizeof *b);
+  if (!b) {
+    luaL_error(L, "%s: not enough memory", fname);
+    return NULL;
+  }
+  crt_buf_init(b);
+  char what[64];
+  snprintf(what, sizeof what, "%s: cannot send", fname);
+  if (crt_codec_encode(L, lua_gettop(L), 1, b, 0, what, 0) != 0) {
+    crt_buf_free(b);
+    free(b);
+    lua_error(L); /* the message the codec pushed */
+    return NULL;
+  }
+  lua_pop(L, 1);
+  return b;
+}
+
+/* Push the value of an item onto L and release the item. */
+static void push_item(lua_State *L, item *it) {
+  if (it->kind == ITEM_REF) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &store_key);
+    lua_rawgeti(L, -1, it->ref);
+    luaL_unref(L, -2, it->ref);
+    lua_remove(L, -2);
+    it->kind = ITEM_NONE;
+  } else if (it->kind == ITEM_BUF) {
+    crt_buf *b = it->buf;
+    int n = crt_codec_decode(L, b->data, b->len, CRT_CODEC_FUNCTIONS);
+    item_free(it);
+    if (n < 0)
+      lua_error(L);
+    if (n == 0)
+      lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+/* The value at the top of L (popped) as a queue item of ch. */
+static item make_item(lua_State *L, crt_chan *ch, const char *fname) {
+  item it = {ITEM_NONE, 0, NULL};
+  if (ch->shared) {
+    it.buf = encode_top(L, fname);
+    it.kind = ITEM_BUF;
+  } else {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &store_key);
+    lua_rotate(L, -2, 1);
+    it.ref = luaL_ref(L, -2);
+    lua_pop(L, 1);
+    it.kind = ITEM_REF;
+  }
+  return it;
+}
+
+/* A parked sender's value onto L (local: copied from its own stack). */
+static void push_sender_value(lua_State *L, crt_waiter *w) {
+  if (w->val.kind != ITEM_NONE) {
+    push_item(L, &w->val);
+    return;
+  }
+  lua_State *co = crt_task_co(w->task);
+  lua_checkstack(co, 1);
+  lua_pushvalue(co, w->slot);
+  lua_xmove(co, L, 1);
+}
+
+/* ---- making a channel shared (called by the codec) ------------------------ */
+
+int crt_chan_share(lua_State *L, crt_chan *ch, uint64_t *id) {
+  if (!ch->shared) {
+    /* Queued local values become encoded copies, in order. Parked local
+     * waiters keep their values on their own stacks; they are tasks of this
+     * same thread, and are served the same way after the switch since
+     * push_sender_value handles both. */
+    for (size_t i = 0; i < ch->count; i++) {
+      item *it = &ch->ring[(ch->head + i) % ch->rcap];
+      if (it->kind != ITEM_REF)
+        continue;
+      push_item(L, it);
+      crt_buf *b = malloc(sizeof *b);
+      if (!b) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "not enough memory");
+        return -1;
+      }
+      crt_buf_init(b);
+      if (crt_codec_encode(L, lua_gettop(L), 1, b, 0, "cannot share a channel holding", 0) !=
+          0) {
+        crt_buf_free(b);
+        free(b);
+        lua_remove(L, -2);
+        return -1;
+      }
+      lua_pop(L, 1);
+      it->kind = ITEM_BUF;
+      it->buf = b;
+    }
+    pthread_mutex_lock(&reg_mu);
+    int rc = reg_insert(ch);
+    if (rc == 0)
+      ch->shared = 1;
+    pthread_mutex_unlock(&reg_mu);
+    if (rc != 0) {
+      lua_pushliteral(L, "not enough memory");
+      return -1;
+    }
+  }
+  *id = ch->id;
+  return 0;
+}
+
+int crt_chan_push_id(lua_State *L, uint64_t id) {
+  pthread_mutex_lock(&reg_mu);
+  size_t j = reg_find(id);
+  crt_chan *ch = NULL;
+  if (j != (size_t)-1 && atomic_load(&reg_slots[j]->refs) > 0) {
+    ch = reg_slots[j];
+    crt_chan_retain(ch);
+  }
+  pthread_mutex_unlock(&reg_mu);
+  if (!ch)
+    return -1;
+  push_proxy(L, ch);
+  crt_chan_release(ch);
+  return 0;
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+/* Send the value at the top of L (popped in every case). Returns 1 when the
+ * value was handed to a parked receiver or queued. Otherwise, when w is
+ * given, w is queued as a parked sender (the caller parks) and 0 returned;
+ * without w nothing is queued and 0 returned. Raises when ch is closed.
+ * For a local channel the caller has set w->slot to where the value stays
+ * on its own stack. */
+static int send_op(lua_State *L, crt_chan *ch, const char *fname, crt_waiter *w) {
+  item enc = {ITEM_NONE, 0, NULL};
+  if (ch->shared) {
+    lua_pushvalue(L, -1);
+    enc.buf = encode_top(L, fname); /* outside the lock: it may be long */
+    enc.kind = ITEM_BUF;
+  }
+  lock(ch);
+  if (ch->closed) {
+    unlock(ch);
+    item_free(&enc);
+    return crt_errorf(L, fname, "channel is closed");
+  }
+  crt_waiter *r = wq_claim(&ch->recvq);
+  if (r) {
+    unlock(ch); /* a claimed waiter is ours alone */
+    atomic_fetch_add(&ch->sent, 1);
+    if (enc.kind != ITEM_NONE) {
+      r->val = enc;
+      lua_pop(L, 1);
+      crt_task_wake(r->task, 0);
+    } else {
+      lua_State *co = crt_task_co(r->task);
+      lua_checkstack(co, 2);
+      lua_xmove(L, co, 1);
+      crt_task_wake(r->task, 1);
+    }
+    return 1;
+  }
+  if (ch->count < ch->cap) {
+    if (enc.kind == ITEM_NONE)
+      enc = make_item(L, ch, fname); /* local: no other thread, no lock */
+    else
+      lua_pop(L, 1);
+    if (ring_push(ch, enc) != 0) {
+      unlock(ch);
+      item_free(&enc);
+      return luaL_error(L, "%s: not enough memory", fname);
+    }
+    atomic_fetch_add(&ch->sent, 1);
+    unlock(ch);
+    return 1;
+  }
+  if (w) {
+    w->val = enc;
+    wq_push(&ch->sendq, w);
+  } else {
+    item_free(&enc);
+  }
+  unlock(ch);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Receive: push the value (nil once closed and drained) and return 1, or
+ * queue w as a parked receiver (when given) and return 0. */
+static int recv_op(lua_State *L, crt_chan *ch, crt_waiter *w) {
+  lock(ch);
+  if (ch->count > 0) {
+    item it = ring_pop(ch);
+    /* A sender parked on a full channel moves its value into the room. */
+    crt_waiter *s = wq_claim(&ch->sendq);
+    if (s && s->val.kind != ITEM_NONE) {
+      ring_push(ch, s->val); /* cannot fail: the slot was just freed */
+      s->val.kind = ITEM_NONE;
+      s->val.buf = NULL;
+    }
+    unlock(ch);
+    atomic_fetch_add(&ch->received, 1);
+    push_item(L, &it);
+    if (s) {
+      if (!ch->shared) {
+        push_sender_value(L, s);
+        item qi = make_item(L, ch, fname_send);
+        ring_push(ch, qi);
+      }
+      crt_task_wake(s->task, 0);
+    }
+    return 1;
+  }
+  crt_waiter *s = wq_claim(&ch->sendq);
+  if (s) {
+    unlock(ch);
+    push_sender_value(L, s);
+    atomic_fetch_add(&ch->sent, 1);
+    atomic_fetch_add(&ch->received, 1);
+    crt_task_wake(s->task, 0);
+    return 1;
+  }
+  if (ch->closed) {
+    unlock(ch);
+    lua_pushnil(L);
+    return 1;
+  }
+  if (w)
+    wq_push(&ch->recvq, w);
+  unlock(ch);
+  return 0;
+}
+
+/* ---- parking one operation --------------------------------------------------- */
+
+static void single_unpark(crt_task *t, void *data) {
+  crt_waiter *w = data;
+  (void)t;
+  crt_chan *ch = w->ch;
+  lock(ch);
+  wq_remove(w->op == OP_RECV ? &ch->recvq : &ch->sendq, w);
+  unlock(ch);
+  waiter_free(w);
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  crt_waiter *w = (crt_waiter *)ctx;
+  /* A local value was pushed on our stack by the sender (the top); a
+   * shared one waits in w->val; a close gives nil. */
+  if (w->closed)
+    lua_pushnil(L);
+  else if (w->val.kind != ITEM_NONE)
+    push_item(L, &w->val);
+  else
+    atomic_fetch_add(&w->ch->received, 1);
+  waiter_free(w);
+  return 1;
+}
+
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  crt_waiter *w = (crt_waiter *)ctx;
+  int closed = w->closed;
+  waiter_free(w);
+  if (closed)
+    return crt_errorf(L, fname_send, "channel is closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static crt_waiter *waiter_for(lua_State *L, crt_task *t, crt_chan *ch, int op) {
+  crt_waiter *w = waiter_new();
+  if (!w)
+    luaL_error(L, "channel: not enough memory");
+  w->ch = ch;
+  w->task = t;
+  w->op = op;
+  return w;
+}
+
+static int chan_send(lua_State *L) {
+  crt_chan *ch = check_chan(L, fname_send);
+  if (lua_isnoneornil(L, 2))
+    return crt_argerror(L, fname_send, 1, "value expected, got nil");
+  lua_settop(L, 2);
+  crt_task *t = crt_task_current(L);
+  crt_waiter *w = t ? waiter_for(L, t, ch, OP_SEND) : NULL;
+  if (w)
+    w->slot = 2;
+  lua_pushvalue(L, 2);
+  int done;
+  if (w) {
+    /* send_op may raise (closed channel): give the waiter back first. */
+    lock(ch);
+    int closed = ch->closed;
+    unlock(ch);
+    if (closed) {
+      waiter_free(w);
+      return crt_errorf(L, fname_send, "channel is closed");
+    }
+  }
+  done = send_op(L, ch, fname_send, w);
+  if (done) {
+    if (w)
+      waiter_free(w);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (!t)
+    return crt_errorf(L, fname_send, "channel is full: must be called from a task to wait "
+                                     "(in module mode wrap the code in crt.run)");
+  return crt_task_park(L, t, single_unpark, w, send_k, (lua_KContext)w);
+}
+
+static int chan_recv(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:recv");
+  lua_settop(L, 1);
+  crt_task *t = crt_task_current(L);
+  crt_waiter *w = t ? waiter_for(L, t, ch, OP_RECV) : NULL;
+  if (recv_op(L, ch, w)) {
+    if (w)
+      waiter_free(w);
+    return 1;
+  }
+  if (!t)
+    return crt_errorf(L, "channel:recv", "channel is empty: must be called from a task to "
+                                         "wait (in module mode wrap the code in crt.run)");
+  return crt_task_park(L, t, single_unpark, w, recv_k, (lua_KContext)w);
+}
+
+static int chan_try_send(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:try_send");
+  if (lua_isnoneornil(L, 2))
+    return crt_argerror(L, "channel:try_send", 1, "value expected, got nil");
+  lua_settop(L, 2);
+  lua_pushboolean(L, send_op(L, ch, "channel:try_send", NULL));
+  return 1;
+}
+
+static int chan_try_recv(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:try_recv");
+  lua_settop(L, 1);
+  if (!recv_op(L, ch, NULL))
+    lua_pushnil(L);
+  return 1;
+}
+
+int crt_chan_offer(lua_State *L, crt_chan *ch) {
+  lock(ch);
+  int closed = ch->closed;
+  unlock(ch);
+  if (closed) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return send_op(L, ch, fname_send, NULL);
+}
+
+static int chan_close(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:close");
+  lock(ch);
+  if (ch->closed) {
+    unlock(ch);
+    return 0;
+  }
+  ch->closed = 1;
+  /* Every parked receiver gets nil, every parked sender an error. */
+  crt_waiter *w, *woken = NULL;
+  while ((w = wq_claim(&ch->recvq)) || (w = wq_claim(&ch->sendq))) {
+    w->next = woken;
+    woken = w;
+  }
+  unlock(ch);
+  while (woken) {
+    w = woken;
+    woken = w->next;
+    w->next = NULL;
+    w->closed = 1;
+    if (w->sel)
+      w->sel->closed = 1;
+    crt_task_wake(w->task, 0);
+  }
+  return 0;
+}
+
+static int chan_len(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:__len");
+  lock(ch);
+  size_t n = ch->count;
+  unlock(ch);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+static int chan_iter(lua_State *L) {
+  check_chan(L, "channel:iter");
+  lua_pushcfunction(L, chan_recv);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+static int chan_is_closed(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:closed");
+  lock(ch);
+  int c = ch->closed;
+  unlock(ch);
+  lua_pushboolean(L, c);
+  return 1;
+}
+
+static int chan_stats(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:stats");
+  lock(ch);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)ch->count);
+  lua_setfield(L, -2, "queued");
+  lua_pushinteger(L, ch->cap == CRT_CHAN_UNBOUNDED ? -1 : (lua_Integer)ch->cap);
+  lua_setfield(L, -2, "capacity");
+  lua_pushboolean(L, ch->closed);
+  lua_setfield(L, -2, "closed");
+  lua_pushboolean(L, ch->shared);
+  lua_setfield(L, -2, "shared");
+  unlock(ch);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&ch->sent));
+  lua_setfield(L, -2, "sent");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&ch->received));
+  lua_setfield(L, -2, "received");
+  return 1;
+}
+
+static int chan_tostring(lua_State *L) {
+  crt_chan *ch = check_chan(L, "channel:__tostring");
+  lua_pushfstring(L, "crt.channel: %p", (void *)ch);
+  return 1;
+}
+
+static int chan_gc(lua_State *L) {
+  proxy *p = luaL_testudata(L, 1, CRT_CHAN_MT);
+  if (p && p->ch) {
+    crt_chan_release(p->ch);
+    p->ch = NULL;
+  }
+  return 0;
+}
+
+/* ---- select --------------------------------------------------------------- */
+
+static void sel_detach(crt_sel *sel) {
+  for (int i = 0; i < sel->nwaiters; i++) {
+    crt_waiter *w = &sel->waiters[i];
+    crt_chan *ch = w->ch;
+    lock(ch);
+    wq_remove(w->op == OP_RECV ? &ch->recvq : &ch->sendq, w);
+    unlock(ch);
+  }
+}
+
+static void sel_free(crt_sel *sel) {
+  for (int i = 0; i < sel->nwaiters; i++)
+    item_free(&sel->waiters[i].val);
+  free(sel->waiters);
+  free(sel);
+}
+
+static void sel_unpark(crt_task *t, void *data) {
+  (void)t;
+  crt_sel *sel = data;
+  sel_detach(sel);
+  sel_free(sel);
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  crt_sel *sel = (crt_sel *)ctx;
+  sel_detach(sel);
+  int idx = atomic_load(&sel->fired);
+  crt_waiter *w = &sel->waiters[idx - 1];
+  int closed = sel->closed;
+  int op = w->op;
+  if (op == OP_SEND) {
+    sel_free(sel);
+    if (closed)
+      return crt_errorf(L, "crt.select", "channel of case #%d is closed", idx);
+    lua_pushinteger(L, idx);
+    lua_pushnil(L);
+    return 2;
+  }
+  /* Receive: local values were pushed on our stack (1 value) unless the
+   * channel closed; shared ones are in the waiter. */
+  atomic_fetch_add(&w->ch->received, closed ? 0 : 1);
+  if (closed)
+    lua_pushnil(L);
+  else if (w->val.kind != ITEM_NONE)
+    push_item(L, &w->val);
+  sel_free(sel);
+  lua_pushinteger(L, idx);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int select_timeout_k(lua_State *L, int status, lua_KContext ctx) {
+  crt_task *t = crt_task_current(L);
+  if (t && crt_task_timed_out(t)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  return select_k(L, status, ctx);
+}
+
+static int chan_select(lua_State *L) {
+  const char *fname = "crt.select";
+  if (!lua_istable(L, 1))
+    return crt_typeerror(L, fname, 1, "table");
+  lua_settop(L, 1);
+  double timeout = -1;
+  if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
+    int isnum;
+    timeout = lua_tonumberx(L, -1, &isnum);
+    if (!isnum || timeout != timeout)
+      return crt_errorf(L, fname, "bad argument #1 (timeout must be a number)");
+    if (timeout < 0)
+      timeout = 0;
+  }
+  lua_pop(L, 1);
+  int n = (int)lua_rawlen(L, 1);
+  if (n == 0 && timeout < 0)
+    return crt_errorf(L, fname, "bad argument #1 (no cases and no timeout)");
+  luaL_checkstack(L, 2 * n + 4, "too many select cases");
+  /* Stack: 1 cases, then per case i: 1+2i-1 = channel proxy, 1+2i = value. */
+  for (int i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 1, i) != LUA_TTABLE)
+      return crt_errorf(L, fname, "bad case #%d (table expected, got %s)", i,
+                        luaL_typename(L, -1));
+    lua_rawgeti(L, -1, 1);
+    if (!crt_chan_test(L, -1))
+      return crt_errorf(L, fname, "bad case #%d (channel expected, got %s)", i,
+                        luaL_typename(L, -1));
+    lua_rawgeti(L, -2, 2);
+    const char *op = lua_tostring(L, -1);
+    int send = op && strcmp(op, "send") == 0;
+    if (!send && !(op && strcmp(op, "recv") == 0))
+      return crt_errorf(L, fname, "bad case #%d (\"recv\" or \"send\" expected)", i);
+    lua_pop(L, 1);
+    if (send) {
+      lua_rawgeti(L, -2, 3);
+      if (lua_isnil(L, -1))
+        return crt_errorf(L, fname, "bad case #%d (value to send expected, got nil)", i);
+    } else {
+      lua_pushnil(L);
+    }
+    lua_remove(L, -3);
+  }
+  /* First pass: the first case that can complete now wins. */
+  for (int i = 1; i <= n; i++) {
+    crt_chan *ch = crt_chan_test(L, 2 * i);
+    int isend = !lua_isnil(L, 2 * i + 1);
+    if (isend) {
+      lock(ch);
+      int closed = ch->closed;
+      unlock(ch);
+      if (closed)
+        return crt_errorf(L, fname, "channel of case #%d is closed", i);
+      lua_pushvalue(L, 2 * i + 1);
+      if (send_op(L, ch, fname, NULL)) {
+        lua_pushinteger(L, i);
+        lua_pushnil(L);
+        return 2;
+      }
+    } else if (recv_op(L, ch, NULL)) {
+      lua_pushinteger(L, i);
+      lua_insert(L, -2);
+      return 2;
+    }
+  }
+  if (timeout == 0 || n == 0) {
+    if (n == 0 && timeout > 0) {
+      crt_task *t = crt_task_require(L, fname);
+      crt_task_sleep(L, t, timeout); /* does not return */
+    }
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  crt_task *t = crt_task_require(L, fname);
+  crt_sel *sel = calloc(1, sizeof *sel);
+  crt_waiter *ws = sel ? calloc((size_t)n, sizeof *ws) : NULL;
+  if (!ws) {
+    free(sel);
+    return luaL_error(L, "crt.select: not enough memory");
+  }
+  atomic_init(&sel->fired, -1);
+  sel->waiters = ws;
+  sel->nwaiters = n;
+  for (int i = 1; i <= n; i++) {
+    crt_waiter *w = &ws[i - 1];
+    w->ch = crt_chan_test(L, 2 * i);
+    w->sel = sel;
+    w->task = t;
+    w->index = i;
+    w->op = lua_isnil(L, 2 * i + 1) ? OP_RECV : OP_SEND;
+    if (w->op == OP_SEND) {
+      if (w->ch->shared) {
+        lua_pushvalue(L, 2 * i + 1);
+        w->val.buf = encode_top(L, fname);
+        w->val.kind = ITEM_BUF;
+      } else {
+        w->slot = 2 * i + 1;
+      }
+    }
+    lock(w->ch);
+    wq_push(w->op == OP_RECV ? &w->ch->recvq : &w->ch->sendq, w);
+    unlock(w->ch);
+  }
+  if (timeout > 0)
+    crt_task_set_deadline(t, timeout);
+  return crt_task_park(L, t, sel_unpark, sel, select_timeout_k, (lua_KContext)sel);
+}
+
+/* ---- crt.channel ---------------------------------------------------------- */
+
+static int chan_new_lua(lua_State *L) {
+  size_t cap = CRT_CHAN_UNBOUNDED;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, 1, &isint);
+    if (!isint)
+      return crt_typeerror(L, "crt.channel", 1, "integer");
+    if (n < 0)
+      return crt_argerror(L, "crt.channel", 1, "capacity must be >= 0");
+    cap = (size_t)n;
+  }
+  crt_chan *ch = chan_new(cap);
+  if (!ch)
+    return luaL_error(L, "crt.channel: not enough memory");
+  push_proxy(L, ch);
+  crt_chan_release(ch); /* the proxy holds it */
+  return 1;
+}
+
+int crt_open_channel(lua_State *L) {
+  static const luaL_Reg methods[] = {{"send", chan_send},
+                                     {"recv", chan_recv},
+                                     {"try_send", chan_try_send},
+                                     {"try_recv", chan_try_recv},
+                                     {"close", chan_close},
+                                     {"iter", chan_iter},
+                                     {"closed", chan_is_closed},
+                                     {"stats", chan_stats},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, CRT_CHAN_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, chan_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, chan_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, chan_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  /* The store of queued local values, and the weak proxy cache. */
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &store_key);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &proxies_key);
+  /* crt.channel and crt.select go into the table at the top. */
+  lua_pushcfunction(L, chan_new_lua);
+  lua_setfield(L, -2, "channel");
+  lua_pushcfunction(L, chan_select);
+  lua_setfield(L, -2, "select");
+  return 0;
+}

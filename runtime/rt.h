@@ -1,0 +1,80 @@
+/*
+ * rt.h - the runtime object shared by the engine files: the loop, the main
+ * Lua state, the ready queue, the timer heap, error reporting and shutdown.
+ *
+ * Loop thread only (the thread that called crt_open or luaopen_crt).
+ */
+#ifndef CRT_RT_H
+#define CRT_RT_H
+
+#include <lua.h>
+#include <uv.h>
+#include "include/crt.h"
+#include "timer.h"
+
+struct crt_task;
+
+struct crt_runtime {
+  uv_loop_t loop;
+  lua_State *L; /* the main state */
+  int owns_state;
+  crt_config cfg;
+  int closing;
+
+  /* Scheduler (sched.c). */
+  struct crt_task *ready_head, *ready_tail;
+  size_t nready;
+  size_t nalive;              /* tasks not finished (pinned) */
+  struct crt_task *alive;      /* live tasks (for shutdown) */
+  struct crt_task *unobserved; /* failed tasks nobody awaited yet */
+  int ncollect_reports;       /* nreported at the last crt_step return */
+  struct crt_task *main_task;
+  uv_prepare_t prepare;
+  uv_check_t check;
+  uv_idle_t idle;
+  int draining;
+
+  /* Timers (timer.c). */
+  struct crt_timer **heap;
+  size_t nheap, heapcap;
+  uv_timer_t uvtimer;
+  uint64_t armed_due; /* what uvtimer is armed for; 0 = not armed */
+  size_t nkeepalive;  /* armed after/every timers: keep crt running */
+
+  /* Outcome. */
+  int exiting;   /* crt.exit was called */
+  int exit_code;
+  int nreported; /* unawaited errors reported */
+  char *error;   /* last error message (malloc'd) */
+};
+
+/*
+ * Handles of the bindings. Every libuv handle a binding opens on the loop
+ * has as `data` a pointer to a struct whose FIRST member is a
+ * crt_handle_close_fn. At shutdown (crt_close, crt.exit, the end of a
+ * script) the runtime first cancels every task (so blocked calls unpark and
+ * clean up), then calls that function for each handle still open: it must
+ * uv_close the handle with the binding's own close callback, which frees
+ * what libuv used. A Lua finalizer that runs later (lua_close) must see that
+ * the handle is already closed and do nothing with the loop.
+ */
+typedef void (*crt_handle_close_fn)(uv_handle_t *h);
+
+/* The runtime of a state that loaded crt (upvalue-free lookup through the
+ * registry; bindings cache it in an upvalue). NULL in a worker state. */
+struct crt_runtime *crt_rt_get(lua_State *L);
+
+/* Record and log an error (message with traceback). level: CRT_LOG_*. */
+void crt_rt_log(struct crt_runtime *rt, crt_log_level level, const char *msg);
+void crt_rt_set_error(struct crt_runtime *rt, const char *msg);
+
+/* Raise a Lua error naming the function: "<fname>: <fmt...>". */
+int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...);
+/* Raise "<fname>: bad argument #<arg> (<msg>)". */
+int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg);
+/* Raise "<fname>: bad argument #<arg> (<tname> expected, got <type>)". */
+int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname);
+/* Push nil, message, code for a libuv error; returns 3. */
+int crt_pushfail(lua_State *L, int uverr, const char *what);
+
+#endif

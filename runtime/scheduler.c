@@ -1,0 +1,605 @@
+/*
+ * scheduler.c - the task scheduler: coroutines resumed from an intrusive ready
+ * queue, parked on any wait source, woken, cancelled, and finished with their
+ * results or their error routed to whoever awaits them.
+ *
+ * Loop thread only. Invariants:
+ * - A task is pinned (registry ref) from spawn until it finishes, so the GC
+ *   never frees a task that a queue, a timer or a libuv request points at.
+ * - A parked task has `unpark` set (possibly to NULL hook with parked = 1)
+ *   and is in no ready queue; a queued task is not parked. crt_task_wake and
+ *   cancellation move a task from parked to queued exactly once.
+ * - Cancellation of a parked task detaches it from its wait source (unpark
+ *   hook) and resumes it so that the waiting call raises crt.Cancelled.
+ *   A cancel that arrives while the task runs or is already queued is kept
+ *   (cancel_req) and delivered at its next wait point, so no woken result
+ *   (a received channel value, say) is ever dropped.
+ * - One function, resume(), runs tasks and routes their ends: results stay
+ *   on the dead coroutine's stack for awaiters; an error gets its traceback
+ *   and goes to awaiters, or to the unawaited-error report.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "chan.h"
+#include "rt.h"
+#include "scheduler.h"
+
+/* A channel told when a task finishes (crt.all, crt.race, crt.group). */
+typedef struct notify {
+  struct notify *next;
+  crt_chan *ch;
+  lua_Integer tag;
+} notify;
+
+struct crt_task {
+  crt_runtime *rt;
+  lua_State *co;
+  crt_task *next;  /* ready queue */
+  crt_timer timer; /* crt.sleep */
+  crt_unpark_fn unpark;
+  void *unpark_data;
+  lua_KFunction k;
+  lua_KContext kctx;
+  crt_task *awaiters;                /* tasks parked awaiting this one */
+  crt_task *await_next, *await_prev; /* links in the awaited task's list */
+  crt_task *awaiting;                /* the task this one awaits */
+  crt_task *fnext, *fprev;           /* the unobserved-failure list */
+  notify *notify;
+  int ref;   /* registry pin while alive, LUA_NOREF after */
+  int nargs; /* values pushed on co for the next resume */
+  int nres;  /* DONE: results at the top of co; FAILED: 2 (error, traceback) */
+  unsigned char status;
+  unsigned char parked;     /* waiting for wake or unpark */
+  unsigned char queued;     /* in the ready queue */
+  unsigned char cancel_req; /* deliver crt.Cancelled at the next wait point */
+  unsigned char cancel_now; /* deliver crt.Cancelled when resumed */
+  unsigned char observed;   /* its end was awaited (or it cannot fail) */
+  unsigned char unobs;      /* in the unobserved-failure list */
+  unsigned char timed_out;  /* the deadline fired before a wake */
+};
+
+/* The task being resumed on this thread (tasks of nested runtimes on the same
+ * thread save and restore it). */
+static _Thread_local crt_task *running;
+
+static const char cancelled_key = 'C';
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void push_cancelled(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &cancelled_key); }
+
+static int is_cancelled(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  push_cancelled(L);
+  int eq = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  return eq;
+}
+
+crt_task *crt_task_current(lua_State *L) {
+  crt_task *t = running;
+  return (t && t->co == L) ? t : NULL;
+}
+
+crt_task *crt_task_require(lua_State *L, const char *fname) {
+  crt_task *t = crt_task_current(L);
+  if (!t)
+    crt_errorf(L, fname, "must be called from a task (not from the main state or a plain "
+                         "coroutine; in module mode wrap the code in crt.run)");
+  return t;
+}
+
+lua_State *crt_task_co(crt_task *t) { return t->co; }
+crt_runtime *crt_task_rt(crt_task *t) { return t->rt; }
+
+static void ready_push(crt_runtime *rt, crt_task *t) {
+  t->next = NULL;
+  t->queued = 1;
+  if (rt->ready_tail)
+    rt->ready_tail->next = t;
+  else
+    rt->ready_head = t;
+  rt->ready_tail = t;
+  rt->nready++;
+  /* Outside a drain, make sure the loop does not block in poll before the
+   * prepare/check callbacks run this task. */
+  if (!rt->draining && !uv_is_active((uv_handle_t *)&rt->idle))
+    uv_idle_start(&rt->idle, (uv_idle_cb)(void (*)(void))crt_sched_drain);
+}
+
+static crt_task *ready_pop(crt_runtime *rt) {
+  crt_task *t = rt->ready_head;
+  if (!t)
+    return NULL;
+  rt->ready_head = t->next;
+  if (!rt->ready_head)
+    rt->ready_tail = NULL;
+  rt->nready--;
+  t->next = NULL;
+  t->queued = 0;
+  return t;
+}
+
+/* ---- parking and waking ------------------------------------------------ */
+
+static int park_k(lua_State *L, int status, lua_KContext ctx) {
+  crt_task *t = (crt_task *)ctx;
+  (void)status;
+  if (t->cancel_now) {
+    t->cancel_now = 0;
+    push_cancelled(L);
+    return lua_error(L);
+  }
+  lua_KFunction k = t->k;
+  t->k = NULL;
+  if (k)
+    return k(L, LUA_YIELD, t->kctx);
+  return t->nres; /* the values the waker pushed (see crt_task_wake) */
+}
+
+int crt_task_park(lua_State *L, crt_task *t, crt_unpark_fn unpark, void *data, lua_KFunction k,
+                  lua_KContext ctx) {
+  if (t->cancel_req) {
+    /* A cancel that came while the task ran: deliver it here, after the
+     * caller's wait source has been told to forget the task. */
+    t->cancel_req = 0;
+    if (unpark)
+      unpark(t, data);
+    push_cancelled(L);
+    return lua_error(L);
+  }
+  t->parked = 1;
+  t->unpark = unpark;
+  t->unpark_data = data;
+  t->k = k;
+  t->kctx = ctx;
+  return lua_yieldk(L, 0, (lua_KContext)t, park_k);
+}
+
+void crt_task_wake(crt_task *t, int n) {
+  if (crt_timer_armed(&t->timer))
+    crt_timer_stop(t->rt, &t->timer);
+  t->parked = 0;
+  t->unpark = NULL;
+  t->unpark_data = NULL;
+  t->nargs = n;
+  ready_push(t->rt, t);
+}
+
+/* ---- ending a task ---------------------------------------------------- */
+
+/* While a task is alive it is in rt->alive (for shutdown); once it failed
+ * unobserved it is in rt->unobserved. Both lists use fnext/fprev. */
+static void list_add(crt_task **head, crt_task *t) {
+  t->fprev = NULL;
+  t->fnext = *head;
+  if (*head)
+    (*head)->fprev = t;
+  *head = t;
+}
+
+static void list_remove(crt_task **head, crt_task *t) {
+  if (t->fprev)
+    t->fprev->fnext = t->fnext;
+  else
+    *head = t->fnext;
+  if (t->fnext)
+    t->fnext->fprev = t->fprev;
+  t->fnext = t->fprev = NULL;
+}
+
+static void unobserved_add(crt_runtime *rt, crt_task *t) {
+  t->unobs = 1;
+  list_add(&rt->unobserved, t);
+}
+
+static void unobserved_remove(crt_runtime *rt, crt_task *t) {
+  if (!t->unobs)
+    return;
+  t->unobs = 0;
+  list_remove(&rt->unobserved, t);
+}
+
+/* Print the error of a failed task nobody awaited. */
+static void report(crt_task *t, const char *what) {
+  lua_State *co = t->co;
+  const char *tb = lua_tostring(co, -1); /* the traceback string (see fail) */
+  luaL_Buffer b;
+  lua_State *L = t->rt->L;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, what);
+  luaL_addstring(&b, tb ? tb : "(no traceback)");
+  luaL_pushresult(&b);
+  crt_rt_log(t->rt, CRT_LOG_ERROR, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  t->rt->nreported++;
+}
+
+static void notify_all(crt_task *t) {
+  lua_State *L = t->rt->L;
+  notify *n = t->notify;
+  t->notify = NULL;
+  while (n) {
+    notify *next = n->next;
+    lua_pushinteger(L, n->tag);
+    crt_chan_offer(L, n->ch);
+    crt_chan_release(n->ch);
+    free(n);
+    n = next;
+  }
+}
+
+/* The task's coroutine returned or raised: record how, wake its awaiters,
+ * tell the channels that asked, unpin it. */
+static void finish(crt_task *t, int st, int nres) {
+  crt_runtime *rt = t->rt;
+  lua_State *co = t->co;
+  if (st == LUA_OK) {
+    t->status = CRT_TASK_DONE;
+    t->nres = nres;
+    t->observed = 1;
+  } else {
+    /* Keep the error value and a traceback taken where it was raised, then
+     * reset the coroutine so its to-be-closed variables are closed. A string
+     * error carries the traceback itself (what awaiters re-raise); any other
+     * value is re-raised as it is and its traceback is kept for reports. */
+    lua_State *L = rt->L;
+    int cancelled = is_cancelled(co, -1);
+    lua_checkstack(L, 4);
+    lua_xmove(co, L, 1); /* error value */
+    if (cancelled) {
+      lua_pushliteral(L, "crt.Cancelled");
+    } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      luaL_traceback(L, co, lua_tostring(L, -1), 0);
+      lua_replace(L, -2);   /* the error becomes message + traceback */
+      lua_pushvalue(L, -1); /* which is also what a report prints */
+    } else {
+      /* Re-raised as it is; the report names its type. No metamethod is
+       * called here: the scheduler runs no user code outside tasks. */
+      lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+      luaL_traceback(L, co, lua_tostring(L, -1), 0);
+      lua_remove(L, -2);
+    }
+    /* Stack of L: ..., error, traceback. */
+    lua_resetthread(co);
+    lua_settop(co, 0);
+    lua_checkstack(co, 2);
+    lua_xmove(L, co, 2);
+    t->nres = 2;
+    t->status = cancelled ? CRT_TASK_CANCELLED : CRT_TASK_FAILED;
+    if (cancelled)
+      t->observed = 1; /* cancellation is not an error */
+  }
+
+  for (crt_task *a = t->awaiters; a;) {
+    crt_task *next = a->await_next;
+    a->await_next = a->await_prev = NULL;
+    a->awaiting = NULL;
+    t->observed = 1;
+    crt_task_wake(a, 0);
+    a = next;
+  }
+  t->awaiters = NULL;
+  notify_all(t);
+
+  list_remove(&rt->alive, t);
+  if (t->status == CRT_TASK_FAILED && !t->observed) {
+    if (t == rt->main_task) {
+      report(t, "crt: error in the main chunk:\n");
+      t->observed = 1;
+      rt->exiting = 1;
+      rt->exit_code = 1;
+    } else {
+      unobserved_add(rt, t);
+    }
+  }
+  if (t == rt->main_task)
+    rt->main_task = NULL;
+  rt->nalive--;
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+}
+
+/* Run one task until it parks, yields or ends. */
+static void resume(crt_task *t) {
+  crt_runtime *rt = t->rt;
+  lua_State *co = t->co;
+  int nargs = t->nargs;
+  t->nargs = 0;
+  if (t->status == CRT_TASK_PENDING) {
+    if (t->cancel_req) {
+      /* Cancelled before it ever ran: it ends cancelled, its body unrun. */
+      lua_settop(co, 0);
+      push_cancelled(co);
+      finish(t, LUA_ERRRUN, 0);
+      return;
+    }
+    t->status = CRT_TASK_RUNNING;
+  }
+  t->nres = nargs; /* park_k returns these when there is no continuation */
+  t->parked = 0;
+  crt_task *saved = running;
+  running = t;
+  int nres = 0;
+  int st = lua_resume(co, rt->L, nargs, &nres);
+  running = saved;
+  if (st == LUA_YIELD) {
+    if (!t->parked) {
+      /* A bare coroutine.yield() in a task: it acts as crt.yield(). */
+      lua_pop(co, nres);
+      ready_push(rt, t);
+    }
+    return;
+  }
+  finish(t, st, nres);
+}
+
+void crt_sched_drain(crt_runtime *rt) {
+  if (rt->draining)
+    return;
+  rt->draining = 1;
+  /* A budget keeps tasks that wake each other forever (or yield in a loop)
+   * from starving I/O: past it, the loop polls (without blocking) first. */
+  size_t budget = 1u << 16;
+  crt_task *t;
+  while (budget-- > 0 && !rt->exiting && (t = ready_pop(rt)))
+    resume(t);
+  rt->draining = 0;
+  if (rt->ready_head && !rt->exiting) {
+    if (!uv_is_active((uv_handle_t *)&rt->idle))
+      uv_idle_start(&rt->idle, (uv_idle_cb)(void (*)(void))crt_sched_drain);
+  } else if (uv_is_active((uv_handle_t *)&rt->idle)) {
+    uv_idle_stop(&rt->idle);
+  }
+}
+
+/* ---- spawning -------------------------------------------------------- */
+
+crt_task *crt_task_spawn(crt_runtime *rt, lua_State *L, int nargs) {
+  lua_State *co = lua_newthread(L);
+  crt_task *t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, CRT_TASK_MT);
+  lua_rotate(L, -2, 1); /* fn args... task co */
+  lua_setiuservalue(L, -2, 1);
+  lua_rotate(L, -(nargs + 2), 1); /* task fn args... */
+  lua_xmove(L, co, nargs + 1);
+  t->rt = rt;
+  t->co = co;
+  t->ref = LUA_NOREF;
+  crt_timer_init(&t->timer, NULL);
+  lua_pushvalue(L, -1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->status = CRT_TASK_PENDING;
+  t->nargs = nargs;
+  rt->nalive++;
+  list_add(&rt->alive, t);
+  ready_push(rt, t);
+  return t;
+}
+
+/* ---- cancellation ------------------------------------------------------ */
+
+void crt_task_cancel(crt_task *t) {
+  if (t->ref == LUA_NOREF)
+    return; /* finished: nothing to cancel */
+  if (t->parked && t->queued) {
+    t->cancel_now = 1; /* yielding (crt.yield): resumes soon, raises there */
+  } else if (t->parked) {
+    crt_unpark_fn unpark = t->unpark;
+    void *data = t->unpark_data;
+    t->unpark = NULL;
+    t->unpark_data = NULL;
+    t->parked = 0;
+    if (unpark)
+      unpark(t, data);
+    if (crt_timer_armed(&t->timer))
+      crt_timer_stop(t->rt, &t->timer);
+    t->cancel_now = 1;
+    t->nargs = 0;
+    ready_push(t->rt, t);
+  } else {
+    t->cancel_req = 1; /* running, queued or not started yet */
+  }
+}
+
+void crt_sched_cancel_all(crt_runtime *rt) {
+  /* Give every task a chance to run its cleanup: cancel, run until nothing
+   * is ready, and again for tasks that caught crt.Cancelled and waited
+   * again. What is still alive after that is abandoned: detached from its
+   * wait source and ended as cancelled without running further. */
+  for (int round = 0; round < 3 && rt->alive; round++) {
+    for (crt_task *t = rt->alive; t; t = t->fnext)
+      crt_task_cancel(t);
+    while (rt->ready_head)
+      crt_sched_drain(rt);
+  }
+  while (rt->alive) {
+    crt_task *t = rt->alive;
+    if (t->parked && t->unpark)
+      t->unpark(t, t->unpark_data);
+    t->parked = 0;
+    t->unpark = NULL;
+    lua_settop(t->co, 0);
+    push_cancelled(t->co);
+    finish(t, LUA_ERRRUN, 0);
+  }
+  while (ready_pop(rt))
+    ;
+}
+
+/* ---- sleeping ------------------------------------------------------------ */
+
+static void sleep_fire(crt_timer *tm) {
+  crt_task *t = (crt_task *)((char *)tm - offsetof(crt_task, timer));
+  crt_task_wake(t, 0);
+}
+
+static void sleep_unpark(crt_task *t, void *data) {
+  (void)data;
+  crt_timer_stop(t->rt, &t->timer);
+}
+
+int crt_task_sleep(lua_State *L, crt_task *t, double seconds) {
+  t->timer.fire = sleep_fire;
+  crt_timer_start(t->rt, &t->timer, seconds);
+  return crt_task_park(L, t, sleep_unpark, NULL, NULL, 0);
+}
+
+static void deadline_fire(crt_timer *tm) {
+  crt_task *t = (crt_task *)((char *)tm - offsetof(crt_task, timer));
+  crt_unpark_fn unpark = t->unpark;
+  void *data = t->unpark_data;
+  t->unpark = NULL;
+  t->unpark_data = NULL;
+  if (unpark)
+    unpark(t, data);
+  t->timed_out = 1;
+  crt_task_wake(t, 0);
+}
+
+void crt_task_set_deadline(crt_task *t, double seconds) {
+  t->timed_out = 0;
+  t->timer.fire = deadline_fire;
+  crt_timer_start(t->rt, &t->timer, seconds);
+}
+
+int crt_task_timed_out(crt_task *t) {
+  int v = t->timed_out;
+  t->timed_out = 0;
+  return v;
+}
+
+int crt_task_yield(lua_State *L, crt_task *t) {
+  if (t->cancel_req) {
+    t->cancel_req = 0;
+    push_cancelled(L);
+    return lua_error(L);
+  }
+  /* Parked with no wait source, and already at the back of the queue: a
+   * cancel arriving before it runs again is delivered when it resumes. */
+  t->parked = 1;
+  t->k = NULL;
+  t->unpark = NULL;
+  ready_push(t->rt, t);
+  return lua_yieldk(L, 0, (lua_KContext)t, park_k);
+}
+
+/* ---- awaiting ------------------------------------------------------------ */
+
+/* Push the results of a finished task onto L, or raise its error. */
+static int push_outcome(lua_State *L, crt_task *t) {
+  lua_State *co = t->co;
+  t->observed = 1;
+  unobserved_remove(t->rt, t);
+  if (t->status == CRT_TASK_DONE) {
+    int n = t->nres;
+    int top = lua_gettop(co);
+    luaL_checkstack(L, n, "too many results to await");
+    lua_checkstack(co, 1);
+    for (int i = top - n + 1; i <= top; i++) {
+      lua_pushvalue(co, i);
+      lua_xmove(co, L, 1);
+    }
+    return n;
+  }
+  lua_checkstack(co, 1);
+  lua_pushvalue(co, 1); /* the error value */
+  lua_xmove(co, L, 1);
+  return lua_error(L);
+}
+
+static void await_unpark(crt_task *t, void *data) {
+  crt_task *target = data;
+  if (t->await_prev)
+    t->await_prev->await_next = t->await_next;
+  else if (target->awaiters == t)
+    target->awaiters = t->await_next;
+  if (t->await_next)
+    t->await_next->await_prev = t->await_prev;
+  t->await_next = t->await_prev = NULL;
+  t->awaiting = NULL;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return push_outcome(L, (crt_task *)ctx);
+}
+
+int crt_task_push_outcome(lua_State *L, crt_task *t) { return push_outcome(L, t); }
+
+int crt_task_await(lua_State *L, crt_task *target) {
+  if (target->ref == LUA_NOREF)
+    return push_outcome(L, target);
+  crt_task *self = crt_task_require(L, "task:await");
+  if (self == target)
+    return crt_errorf(L, "task:await", "a task cannot await itself");
+  self->awaiting = target;
+  self->await_prev = NULL;
+  self->await_next = target->awaiters;
+  if (target->awaiters)
+    target->awaiters->await_prev = self;
+  target->awaiters = self;
+  if (self->cancel_req) {
+    await_unpark(self, target);
+    self->cancel_req = 0;
+    push_cancelled(L);
+    return lua_error(L);
+  }
+  return crt_task_park(L, self, await_unpark, target, await_k, (lua_KContext)target);
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+int crt_task_status(crt_task *t) { return t->status; }
+int crt_task_alive(crt_task *t) { return t->ref != LUA_NOREF; }
+
+int crt_task_notify(lua_State *L, crt_task *t, crt_chan *ch, lua_Integer tag) {
+  if (t->ref == LUA_NOREF) {
+    lua_pushinteger(L, tag);
+    crt_chan_offer(L, ch);
+    return 0;
+  }
+  notify *n = malloc(sizeof *n);
+  if (!n)
+    return luaL_error(L, "not enough memory");
+  crt_chan_retain(ch);
+  n->ch = ch;
+  n->tag = tag;
+  n->next = t->notify;
+  t->notify = n;
+  return 0;
+}
+
+/* Mark the error of a failed task as seen (crt.group re-raises one). */
+void crt_task_observe(crt_task *t) {
+  t->observed = 1;
+  unobserved_remove(t->rt, t);
+}
+
+/* The task object's finalizer: a failed task nobody awaited and nobody can
+ * reach any more is reported now. */
+int crt_task_gc(lua_State *L) {
+  crt_task *t = luaL_checkudata(L, 1, CRT_TASK_MT);
+  if (t->unobs && t->rt) {
+    unobserved_remove(t->rt, t);
+    report(t, "crt: error in a task that nobody awaited:\n");
+  }
+  return 0;
+}
+
+void crt_sched_report_unobserved(crt_runtime *rt) {
+  while (rt->unobserved) {
+    crt_task *t = rt->unobserved;
+    unobserved_remove(rt, t);
+    report(t, "crt: error in a task that nobody awaited:\n");
+  }
+}
+
+void crt_sched_set_cancelled(lua_State *L) {
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelled_key);
+}
+void crt_sched_push_cancelled(lua_State *L) { push_cancelled(L); }

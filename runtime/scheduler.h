@@ -1,0 +1,97 @@
+/*
+ * scheduler.h - tasks: Lua coroutines resumed by the C scheduler of a runtime.
+ *
+ * Loop thread only. A task is a full userdata (struct crt_task) whose first
+ * user value is its coroutine. While it is alive a registry reference pins
+ * it, so the garbage collector never frees a task the scheduler or libuv
+ * still points at.
+ *
+ * How a binding waits (the one protocol every waiting call follows):
+ *
+ *   crt_task *t = crt_task_require(L, "crt.fs.read");   // raises outside a task
+ *   ... start the request, keep t in it ...
+ *   return crt_task_park(L, t, my_unpark, req, my_k, ctx);
+ *
+ * The request's callback pushes its results onto crt_task_co(t) and calls
+ * crt_task_wake(t, n). The task then resumes in my_k(L, LUA_YIELD, ctx) with
+ * those n values on top of its stack; my_k returns what the call returns.
+ * When the task is cancelled while parked, the scheduler calls
+ * my_unpark(t, data) instead (which must detach the task from the request so
+ * that it will never be woken; the request may finish later and must then
+ * free itself), and the call raises crt.Cancelled in the task: my_k is not
+ * called. A parked task must be woken or unparked exactly once.
+ */
+#ifndef CRT_SCHED_H
+#define CRT_SCHED_H
+
+#include <lua.h>
+#include "timer.h"
+
+struct crt_runtime;
+struct crt_chan;
+typedef struct crt_task crt_task;
+typedef void (*crt_unpark_fn)(crt_task *t, void *data);
+
+#define CRT_TASK_MT "crt.task"
+
+enum { CRT_TASK_PENDING, CRT_TASK_RUNNING, CRT_TASK_DONE, CRT_TASK_FAILED, CRT_TASK_CANCELLED };
+
+/* The task whose coroutine is L, or NULL (main state, a plain coroutine, a
+ * worker thread). */
+crt_task *crt_task_current(lua_State *L);
+/* Same, but raise "<fname>: must be called from a task" when there is none. */
+crt_task *crt_task_require(lua_State *L, const char *fname);
+
+lua_State *crt_task_co(crt_task *t);
+struct crt_runtime *crt_task_rt(crt_task *t);
+
+/* Park the running task (see the protocol above). Never returns normally:
+ * use as `return crt_task_park(...)`. */
+int crt_task_park(lua_State *L, crt_task *t, crt_unpark_fn unpark, void *data, lua_KFunction k,
+                  lua_KContext ctx);
+/* Make a parked task ready; n values were pushed on its coroutine. */
+void crt_task_wake(crt_task *t, int n);
+
+/* Start fn (at stack top of L, followed by nargs arguments: all popped) as a
+ * new task; pushes the task object. */
+crt_task *crt_task_spawn(struct crt_runtime *rt, lua_State *L, int nargs);
+
+/* Request cancellation (what task:cancel does). */
+void crt_task_cancel(crt_task *t);
+
+/* Run ready tasks (loop thread, never from inside a task). */
+void crt_sched_drain(struct crt_runtime *rt);
+/* Report every failed task nobody awaited and forget them. */
+void crt_sched_report_unobserved(struct crt_runtime *rt);
+/* Cancel all tasks and run them until none is ready (shutdown). */
+void crt_sched_cancel_all(struct crt_runtime *rt);
+
+/* Lua binding: crt.spawn, crt.sleep, crt.yield, crt.now, task methods. */
+int crt_open_task(lua_State *L);
+
+#endif
+
+/* ---- used by the bindings (sched.c) ---- */
+
+/* Sleep the running task (crt.sleep): seconds <= 0 acts as a yield round. */
+int crt_task_sleep(lua_State *L, crt_task *t, double seconds);
+/* Go to the back of the ready queue (crt.yield). */
+int crt_task_yield(lua_State *L, crt_task *t);
+/* Await target: its results, or its error re-raised. */
+int crt_task_await(lua_State *L, crt_task *target);
+/* Results of a finished task pushed on L, or its error raised. */
+int crt_task_push_outcome(lua_State *L, crt_task *t);
+int crt_task_status(crt_task *t);
+int crt_task_alive(crt_task *t);
+/* On finishing, offer tag to ch (immediately if already finished). */
+int crt_task_notify(lua_State *L, crt_task *t, struct crt_chan *ch, lua_Integer tag);
+void crt_task_observe(crt_task *t);
+int crt_task_gc(lua_State *L);
+void crt_sched_set_cancelled(lua_State *L); /* pops the crt.Cancelled value */
+void crt_sched_push_cancelled(lua_State *L);
+
+/* Arm the task's own timer while it is parked: when it fires first, the
+ * unpark hook is called (as for a cancel) and the task resumes in its
+ * continuation with crt_task_timed_out(t) true. A wake stops the timer. */
+void crt_task_set_deadline(crt_task *t, double seconds);
+int crt_task_timed_out(crt_task *t);
