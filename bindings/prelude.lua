@@ -214,6 +214,10 @@ function internal.main(chunks, readline, ...)
   local n = #chunks
   for i = 1, n - 1 do chunks[i]() end
   if n > 0 then chunks[n](...) end
-  if readline then return repl(readline) end
+  if readline then
+    repl(readline)
+    -- End of input ends the session, like lua -i, even with tasks running.
+    crt.exit()
+  end
 end
 debug.getregistry()["crt.internal"] = internal

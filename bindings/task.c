@@ -38,10 +38,10 @@ static int l_spawn(lua_State *L) {
 }
 
 static double check_seconds(lua_State *L, int arg, const char *fname) {
-  int isnum;
-  double s = lua_tonumberx(L, arg, &isnum);
-  if (!isnum)
+  /* Strictly numbers: a numeric string is almost always a mistake here. */
+  if (lua_type(L, arg) != LUA_TNUMBER)
     crt_typeerror(L, fname, arg, "number");
+  double s = lua_tonumber(L, arg);
   if (s != s)
     crt_argerror(L, fname, arg, "number expected, got nan");
   return s;
@@ -227,7 +227,8 @@ static int timer_gc(lua_State *L) {
 
 static int l_exit(lua_State *L) {
   crt_runtime *rt = rt_of(L);
-  int code = 0;
+  /* No code: 0, or 1 when an error nobody awaited was reported. */
+  int code = rt->nreported ? 1 : 0;
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
   else if (!lua_isnoneornil(L, 1)) {

@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
       return 0;
   }
   int use_stdin = 0;
-  if (!o.script && !o.nchunks && !o.show_version) {
+  if (!o.script && !o.nchunks && !o.show_version && !o.interactive) {
     if (isatty(0))
       o.interactive = 1;
     else

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -23,6 +24,7 @@ typedef struct reader {
     uv_pipe_t pipe;
   } h;
   int open, eof, reading;
+  int file; /* stdin is a regular file: read it directly (epoll cannot) */
   char *buf; /* bytes read and not yet returned as lines */
   size_t len, cap;
   crt_task *waiter;
@@ -68,7 +70,7 @@ static void deliver(reader *r) {
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  reader *r = s->data;
+  reader *r = s ? s->data : the_reader;
   if (n < 0) {
     r->eof = 1;
   } else if (n > 0) {
@@ -117,8 +119,11 @@ static int l_readline(lua_State *L) {
     r = calloc(1, sizeof *r);
     if (!r)
       return luaL_error(L, "readline: not enough memory");
-    int rc;
-    if (uv_guess_handle(0) == UV_TTY)
+    int rc = 0;
+    uv_handle_type type = uv_guess_handle(0);
+    if (type == UV_FILE || type == UV_UNKNOWN_HANDLE)
+      r->file = 1;
+    else if (type == UV_TTY)
       rc = uv_tty_init(&rt->loop, &r->h.tty, 0, 1);
     else {
       rc = uv_pipe_init(&rt->loop, &r->h.pipe, 0);
@@ -131,8 +136,22 @@ static int l_readline(lua_State *L) {
       return 1;
     }
     r->h.handle.data = r;
-    r->open = 1;
+    r->open = !r->file;
     the_reader = r;
+  }
+  /* A regular file never makes us wait long: read it here, blocking. */
+  while (r->file && !r->eof && !memchr(r->buf ? r->buf : "", '\n', r->len)) {
+    char chunk[4096];
+    ssize_t n = read(0, chunk, sizeof chunk);
+    if (n <= 0) {
+      r->eof = 1;
+      break;
+    }
+    uv_buf_t b = uv_buf_init(chunk, (unsigned)n);
+    int waiting = r->reading;
+    r->reading = 0;
+    on_read(NULL, n, &b);
+    r->reading = waiting;
   }
   r->waiter = t;
   if (!r->eof && !memchr(r->buf ? r->buf : "", '\n', r->len)) {
@@ -172,6 +191,10 @@ void crt_repl_close(void) {
   the_reader = NULL;
   if (r && r->open && !uv_is_closing(&r->h.handle))
     uv_close(&r->h.handle, on_close);
+  else if (r && !r->open) {
+    free(r->buf);
+    free(r);
+  }
 }
 
 /* Push the readline function for rt. */

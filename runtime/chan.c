@@ -296,6 +296,15 @@ static crt_waiter *waiter_new(void) {
   return w;
 }
 
+/* Free the calling thread's recycled waiters (runtime shutdown). */
+void crt_chan_thread_cleanup(void) {
+  while (free_waiters) {
+    crt_waiter *w = free_waiters;
+    free_waiters = w->next;
+    free(w);
+  }
+}
+
 static void waiter_free(crt_waiter *w) {
   item_free(&w->val);
   w->next = free_waiters;
@@ -926,11 +935,13 @@ static int chan_select(lua_State *L) {
       return 2;
     }
   }
+  if (n == 0 && timeout > 0) {
+    /* No case: a sleep that answers like a select that timed out. */
+    crt_task *t = crt_task_require(L, fname);
+    crt_task_set_deadline(t, timeout);
+    return crt_task_park(L, t, NULL, NULL, select_timeout_k, 0);
+  }
   if (timeout == 0 || n == 0) {
-    if (n == 0 && timeout > 0) {
-      crt_task *t = crt_task_require(L, fname);
-      crt_task_sleep(L, t, timeout); /* does not return */
-    }
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;

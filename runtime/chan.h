@@ -41,6 +41,9 @@ int crt_chan_push_id(lua_State *L, uint64_t id);
  * notifications). Returns 1 if queued or handed over, 0 if full or closed. */
 int crt_chan_offer(lua_State *L, crt_chan *ch);
 
+/* Free the waiter structs the calling thread keeps for reuse. */
+void crt_chan_thread_cleanup(void);
+
 /* The Lua binding: crt.channel and crt.select. */
 int crt_open_channel(lua_State *L);
 

@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "rt.h"
+#include "chan.h"
 #include "scheduler.h"
 
 static const char rt_key = 'R';
@@ -317,6 +318,7 @@ void crt_close(crt_runtime *rt) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
   if (rt->owns_state)
     lua_close(L);
+  crt_chan_thread_cleanup();
   free(rt->error);
   free(rt);
 }

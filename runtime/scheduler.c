@@ -95,6 +95,8 @@ crt_task *crt_task_require(lua_State *L, const char *fname) {
 lua_State *crt_task_co(crt_task *t) { return t->co; }
 crt_runtime *crt_task_rt(crt_task *t) { return t->rt; }
 
+static void on_idle(uv_idle_t *h) { crt_sched_drain(h->data); }
+
 static void ready_push(crt_runtime *rt, crt_task *t) {
   t->next = NULL;
   t->queued = 1;
@@ -107,7 +109,7 @@ static void ready_push(crt_runtime *rt, crt_task *t) {
   /* Outside a drain, make sure the loop does not block in poll before the
    * prepare/check callbacks run this task. */
   if (!rt->draining && !uv_is_active((uv_handle_t *)&rt->idle))
-    uv_idle_start(&rt->idle, (uv_idle_cb)(void (*)(void))crt_sched_drain);
+    uv_idle_start(&rt->idle, on_idle);
 }
 
 static crt_task *ready_pop(crt_runtime *rt) {
@@ -350,7 +352,7 @@ void crt_sched_drain(crt_runtime *rt) {
   rt->draining = 0;
   if (rt->ready_head && !rt->exiting) {
     if (!uv_is_active((uv_handle_t *)&rt->idle))
-      uv_idle_start(&rt->idle, (uv_idle_cb)(void (*)(void))crt_sched_drain);
+      uv_idle_start(&rt->idle, on_idle);
   } else if (uv_is_active((uv_handle_t *)&rt->idle)) {
     uv_idle_stop(&rt->idle);
   }
