@@ -307,6 +307,8 @@ void crt_chan_thread_cleanup(void) {
 
 static void waiter_free(crt_waiter *w) {
   item_free(&w->val);
+  if (w->ch)
+    crt_chan_release(w->ch); /* a waiter keeps its channel alive */
   w->next = free_waiters;
   free_waiters = w;
 }
@@ -634,6 +636,7 @@ static crt_waiter *waiter_for(lua_State *L, crt_task *t, crt_chan *ch, int op) {
   crt_waiter *w = waiter_new();
   if (!w)
     luaL_error(L, "channel: not enough memory");
+  crt_chan_retain(ch);
   w->ch = ch;
   w->task = t;
   w->op = op;
@@ -818,8 +821,10 @@ static void sel_detach(crt_sel *sel) {
 }
 
 static void sel_free(crt_sel *sel) {
-  for (int i = 0; i < sel->nwaiters; i++)
+  for (int i = 0; i < sel->nwaiters; i++) {
     item_free(&sel->waiters[i].val);
+    crt_chan_release(sel->waiters[i].ch);
+  }
   free(sel->waiters);
   free(sel);
 }
@@ -956,22 +961,39 @@ static int chan_select(lua_State *L) {
   atomic_init(&sel->fired, -1);
   sel->waiters = ws;
   sel->nwaiters = n;
+  /* Fill every waiter first (encoding values for shared channels, which
+   * can fail), then queue them all: nothing is held when we raise. */
   for (int i = 1; i <= n; i++) {
     crt_waiter *w = &ws[i - 1];
     w->ch = crt_chan_test(L, 2 * i);
+    crt_chan_retain(w->ch);
     w->sel = sel;
     w->task = t;
     w->index = i;
     w->op = lua_isnil(L, 2 * i + 1) ? OP_RECV : OP_SEND;
-    if (w->op == OP_SEND) {
-      if (w->ch->shared) {
-        lua_pushvalue(L, 2 * i + 1);
-        w->val.buf = encode_top(L, fname);
-        w->val.kind = ITEM_BUF;
-      } else {
-        w->slot = 2 * i + 1;
+    if (w->op == OP_SEND && w->ch->shared) {
+      crt_buf *b = malloc(sizeof *b);
+      if (b)
+        crt_buf_init(b);
+      if (!b || crt_codec_encode(L, 2 * i + 1, 1, b, 0, "crt.select: cannot send", 0) != 0) {
+        if (b) {
+          crt_buf_free(b);
+          free(b);
+        } else {
+          lua_pushliteral(L, "crt.select: not enough memory");
+        }
+        sel->nwaiters = i;
+        sel_free(sel);
+        return lua_error(L);
       }
+      w->val.buf = b;
+      w->val.kind = ITEM_BUF;
+    } else if (w->op == OP_SEND) {
+      w->slot = 2 * i + 1;
     }
+  }
+  for (int i = 0; i < n; i++) {
+    crt_waiter *w = &ws[i];
     lock(w->ch);
     wq_push(w->op == OP_RECV ? &w->ch->recvq : &w->ch->sendq, w);
     unlock(w->ch);

@@ -22,6 +22,10 @@ end
 helper.build_dir = os.getenv("CRT_BUILD_DIR") or "build"
 helper.source_dir = os.getenv("CRT_SOURCE_DIR") or "."
 helper.crt = helper.build_dir .. "/crt"
+-- A stock lua5.4; under a sanitizer the sanitizer runtime must be preloaded
+-- for it to load crt.so.
+local preload = os.getenv("CRT_PRELOAD") or ""
+helper.lua = (preload ~= "" and ("LD_PRELOAD=" .. preload .. " ") or "") .. "lua5.4"
 
 -- Run a shell command, return its exit status, stdout and stderr.
 function helper.run(cmd)

@@ -9,7 +9,7 @@ local function lua(src)
   f:write("package.cpath = ", string.format("%q", helper.build_dir .. "/?.so;"),
     " .. package.cpath\n", src)
   f:close()
-  local code, out, err = helper.run("lua5.4 " .. q(path) .. " </dev/null")
+  local code, out, err = helper.run(helper.lua .. " " .. q(path) .. " </dev/null")
   os.remove(path)
   return code, out, err
 end

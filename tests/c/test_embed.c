@@ -1,0 +1,174 @@
+/*
+ * test_embed.c - the embedding API (crt.h): crt_open/crt_lua/crt_dostring/
+ * crt_dofile/crt_step in its three modes/crt_error/crt_exit_code/crt_close,
+ * the log hook, and closing with tasks, timers and channel waiters pending.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "crt.h"
+
+static int failures;
+#define CHECK(c)                                                                                 \
+  do {                                                                                           \
+    if (!(c)) {                                                                                  \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                    \
+      failures++;                                                                                \
+    }                                                                                            \
+  } while (0)
+
+static char logged[4096];
+static int nlogged;
+
+static void on_log(void *ud, crt_log_level level, const char *msg) {
+  (void)ud;
+  (void)level;
+  nlogged++;
+  snprintf(logged, sizeof logged, "%s", msg);
+}
+
+static crt_runtime *open_logged(void) {
+  crt_config cfg;
+  crt_config_init(&cfg);
+  cfg.log = on_log;
+  nlogged = 0;
+  logged[0] = 0;
+  return crt_open(&cfg);
+}
+
+static int global_int(crt_runtime *rt, const char *name) {
+  lua_State *L = crt_lua(rt);
+  lua_getglobal(L, name);
+  int v = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void test_until_done(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.sleep(0.001) x = 1 + (crt.spawn(function() return 1 end):await())",
+                     "=t") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(global_int(rt, "x") == 2);
+  CHECK(crt_exit_code(rt) == 0);
+  CHECK(strcmp(crt_error(rt), "") == 0);
+  crt_close(rt);
+}
+
+static void test_nowait_frames(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "n = 0 for i = 1, 3 do crt.sleep(0.002) n = n + 1 end", "=t") == 0);
+  int frames = 0, pending;
+  while ((pending = crt_step(rt, CRT_NOWAIT)) > 0 && frames < 100000)
+    frames++;
+  CHECK(pending == 0);
+  CHECK(frames > 1); /* it did not block: several frames passed */
+  CHECK(global_int(rt, "n") == 3);
+  crt_close(rt);
+}
+
+static void test_once(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.sleep(0.001) done = 1", "=t") == 0);
+  int guard = 0;
+  while (crt_step(rt, CRT_ONCE) > 0 && guard++ < 1000)
+    ;
+  CHECK(global_int(rt, "done") == 1);
+  crt_close(rt);
+}
+
+static void test_errors(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "x = ", "=bad") == CRT_ESYNTAX);
+  CHECK(strstr(crt_error(rt), "bad:1:") != NULL);
+  CHECK(crt_dofile(rt, "/nonexistent.lua") == CRT_EFILE);
+  CHECK(strstr(crt_error(rt), "nonexistent") != NULL);
+  /* An error in the main task: logged with its traceback, exit status 1. */
+  CHECK(crt_dostring(rt, "local function f() error('main boom') end f()", "=m") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == CRT_EEXIT);
+  CHECK(crt_exit_code(rt) == 1);
+  CHECK(nlogged == 1);
+  CHECK(strstr(logged, "main boom") && strstr(logged, "stack traceback"));
+  CHECK(strstr(crt_error(rt), "main boom") != NULL);
+  crt_close(rt);
+}
+
+static void test_unawaited(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.spawn(function() error('lost') end)", "=u") == 0);
+  int rc = crt_step(rt, CRT_UNTIL_DONE);
+  CHECK(rc == CRT_EFAILED);
+  CHECK(crt_exit_code(rt) == 1);
+  CHECK(strstr(logged, "nobody awaited") && strstr(logged, "lost"));
+  crt_close(rt);
+}
+
+static void test_exit(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.spawn(crt.sleep, 100) crt.exit(9)", "=e") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == CRT_EEXIT);
+  CHECK(crt_exit_code(rt) == 9);
+  CHECK(crt_step(rt, CRT_NOWAIT) == CRT_EEXIT); /* stays exited */
+  crt_close(rt);
+}
+
+static void test_deadlock(void) {
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.channel(0):recv()", "=d") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == CRT_EDEADLOCK);
+  CHECK(strstr(logged, "deadlock") != NULL);
+  CHECK(crt_exit_code(rt) == 1);
+  crt_close(rt);
+}
+
+static void test_close_pending(void) {
+  /* Close with sleepers, channel waiters, awaiters, timers and a task that
+   * catches the cancel and waits again: everything is freed (ASan/valgrind). */
+  crt_runtime *rt = open_logged();
+  CHECK(crt_dostring(rt,
+                     "local ch = crt.channel(0)\n"
+                     "crt.spawn(function() ch:recv() end)\n"
+                     "crt.spawn(function() ch:send({1, 2}) end)\n"
+                     "local t = crt.spawn(crt.sleep, 100)\n"
+                     "crt.spawn(function() t:await() end)\n"
+                     "crt.spawn(function() pcall(crt.sleep, 100) crt.sleep(100) end)\n"
+                     "crt.spawn(function() crt.select{{ch, 'recv'}, timeout = 100} end)\n"
+                     "crt.every(0.5, print)\n"
+                     "cleaned = 0\n"
+                     "crt.spawn(function() local ok = pcall(crt.sleep, 100) cleaned = 1 end)\n",
+                     "=p") == 0);
+  for (int i = 0; i < 5; i++)
+    crt_step(rt, CRT_NOWAIT);
+  CHECK(crt_step(rt, CRT_NOWAIT) > 0);
+  lua_State *L = crt_lua(rt);
+  crt_close(rt);
+  (void)L;
+}
+
+static void test_module_entry(void) {
+  /* luaopen_crt on a runtime's own state returns the same table. */
+  crt_runtime *rt = open_logged();
+  lua_State *L = crt_lua(rt);
+  luaL_requiref(L, "crt", luaopen_crt, 0);
+  lua_getglobal(L, "crt");
+  CHECK(lua_rawequal(L, -1, -2));
+  lua_pop(L, 2);
+  crt_close(rt);
+}
+
+int main(void) {
+  test_until_done();
+  test_nowait_frames();
+  test_once();
+  test_errors();
+  test_unawaited();
+  test_exit();
+  test_deadlock();
+  test_close_pending();
+  test_module_entry();
+  printf("embed: %s\n", failures ? "FAIL" : "ok");
+  return failures ? 1 : 0;
+}
