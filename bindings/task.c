@@ -276,8 +276,9 @@ static int l_run(lua_State *L) {
     exit(rt->exit_code);
   }
   if (rc == CRT_EDEADLOCK)
-    return crt_errorf(L, "crt.run", "deadlock: every task waits on a channel or on another "
-                                    "task, and nothing can wake them");
+    return crt_errorf(L, "crt.run",
+                      "deadlock: every task waits on a channel or on another "
+                      "task, and nothing can wake them");
   return crt_task_push_outcome(L, t);
 }
 
@@ -303,8 +304,10 @@ static int cancelled_tostring(lua_State *L) {
 int crt_open_task(lua_State *L) {
   crt_runtime *rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  static const luaL_Reg task_methods[] = {{"await", t_await},   {"cancel", t_cancel},
-                                          {"status", t_status}, {"done", t_done},
+  static const luaL_Reg task_methods[] = {{"await", t_await},
+                                          {"cancel", t_cancel},
+                                          {"status", t_status},
+                                          {"done", t_done},
                                           {NULL, NULL}};
   if (luaL_newmetatable(L, CRT_TASK_MT)) {
     luaL_newlib(L, task_methods);
@@ -337,13 +340,11 @@ int crt_open_task(lua_State *L) {
   crt_sched_set_cancelled(L);
   lua_setfield(L, -2, "Cancelled");
 
-  static const luaL_Reg funcs[] = {{"spawn", l_spawn},     {"sleep", l_sleep},
-                                   {"yield", l_yield},     {"now", l_now},
-                                   {"after", l_after},     {"every", l_every},
-                                   {"exit", l_exit},       {"run", l_run},
-                                   {"stats", l_stats},     {"_notify", l_notify},
-                                   {"_observe", l_observe}, {"_istask", l_istask},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"spawn", l_spawn}, {"sleep", l_sleep},    {"yield", l_yield},      {"now", l_now},
+      {"after", l_after}, {"every", l_every},    {"exit", l_exit},        {"run", l_run},
+      {"stats", l_stats}, {"_notify", l_notify}, {"_observe", l_observe}, {"_istask", l_istask},
+      {NULL, NULL}};
   lua_pushlightuserdata(L, rt);
   luaL_setfuncs(L, funcs, 1);
   return 0;

@@ -24,7 +24,7 @@ typedef struct reader {
     uv_pipe_t pipe;
   } h;
   int open, eof, reading;
-  int file; /* stdin is a regular file: read it directly (epoll cannot) */
+  int file;  /* stdin is a regular file: read it directly (epoll cannot) */
   char *buf; /* bytes read and not yet returned as lines */
   size_t len, cap;
   crt_task *waiter;

@@ -37,8 +37,5 @@ int crt_buf_add_chan(crt_buf *b, struct crt_chan *ch);
 /* Cut the buffer back to len bytes and nchans retained channels, releasing
  * the channels retained since (the codec undoes a failed encode with this). */
 void crt_buf_rewind(crt_buf *b, size_t len, size_t nchans);
-/* Hand src's bytes and channels to dst (which must hold nothing); src is left
- * empty and initialised. */
-void crt_buf_move(crt_buf *dst, crt_buf *src);
 
 #endif

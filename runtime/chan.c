@@ -31,6 +31,7 @@
 #include "codec.h"
 #include "rt.h"
 #include "scheduler.h"
+#include "tctx.h"
 
 enum { OP_RECV, OP_SEND };
 enum { ITEM_NONE, ITEM_REF, ITEM_BUF };
@@ -42,20 +43,30 @@ typedef struct item {
 } item;
 
 typedef struct crt_sel {
-  atomic_int fired; /* case index that completed, -1 while none */
-  int closed;       /* completed because the channel closed */
+  atomic_int fired; /* case index that completed; -1 while none; 0 = given up */
+  int closed;       /* completed because the channel closed (under its lock) */
   int nwaiters;
+  int held; /* counted in rt->nhold (a task waiting on shared channels) */
   struct crt_waiter *waiters;
 } crt_sel;
 
+/* One parked operation: of a task (woken on its loop thread, directly or
+ * through a post from another thread) or of a thread without a loop
+ * (blocked on its tctx). Fields below `queued` change under the channel's
+ * lock once the waiter is queued. */
 typedef struct crt_waiter {
   struct crt_waiter *prev, *next; /* in the channel's queue */
-  crt_chan *ch;
+  crt_chan *ch;                   /* retained */
   crt_sel *sel;
   crt_task *task;
+  crt_runtime *rt;
+  crt_tctx *tc;
+  crt_post post;
   int index; /* 1-based case index */
   int op;
+  int held;
   int queued;
+  int done;   /* claimed by the other side */
   int closed; /* completed because the channel was closed */
   /* A parked sender's value: on its own coroutine's stack at `slot` (local
    * channel) or encoded in `val` (shared channel). A parked receiver gets its
@@ -345,13 +356,33 @@ static crt_waiter *wq_claim(wqueue *q) {
   crt_waiter *w;
   while ((w = q->head)) {
     wq_remove(q, w);
-    if (!w->sel)
-      return w;
     int expected = -1;
-    if (atomic_compare_exchange_strong(&w->sel->fired, &expected, w->index))
+    if (!w->sel || atomic_compare_exchange_strong(&w->sel->fired, &expected, w->index)) {
+      w->done = 1;
       return w;
+    }
   }
   return NULL;
+}
+
+/* ---- waking ------------------------------------------------------------- */
+
+static void post_wake(crt_post *p) {
+  crt_waiter *w = (crt_waiter *)((char *)p - offsetof(crt_waiter, post));
+  crt_task_wake(w->task, 0);
+}
+
+/* Wake the owner of a claimed waiter, after its value moved. `pushed`
+ * values were pushed on a local task's own stack. */
+static void wake(crt_waiter *w, int pushed) {
+  if (w->tc) {
+    crt_tctx_signal(w->tc);
+  } else if (crt_rt_on_loop_thread(w->rt)) {
+    crt_task_wake(w->task, pushed);
+  } else {
+    w->post.fn = post_wake;
+    crt_rt_post(w->rt, &w->post);
+  }
 }
 
 /* ---- moving values ------------------------------------------------------ */
@@ -445,8 +476,7 @@ int crt_chan_share(lua_State *L, crt_chan *ch, uint64_t *id) {
         return -1;
       }
       crt_buf_init(b);
-      if (crt_codec_encode(L, lua_gettop(L), 1, b, 0, "cannot share a channel holding", 0) !=
-          0) {
+      if (crt_codec_encode(L, lua_gettop(L), 1, b, 0, "cannot share a channel holding", 0) != 0) {
         crt_buf_free(b);
         free(b);
         lua_remove(L, -2);
@@ -488,135 +518,196 @@ int crt_chan_push_id(lua_State *L, uint64_t id) {
 
 /* ---- operations ------------------------------------------------------------ */
 
-/* Send the value at the top of L (popped in every case). Returns 1 when the
- * value was handed to a parked receiver or queued. Otherwise, when w is
- * given, w is queued as a parked sender (the caller parks) and 0 returned;
- * without w nothing is queued and 0 returned. Raises when ch is closed.
- * For a local channel the caller has set w->slot to where the value stays
- * on its own stack. */
-static int send_op(lua_State *L, crt_chan *ch, const char *fname, crt_waiter *w) {
+/* What a send or a receive can do now, decided under the channel's lock by
+ * the cores below; the callers finish the work after unlocking. */
+enum { ST_WAIT, ST_PEER, ST_ITEM, ST_CLOSED };
+
+/* Lock held. ST_PEER: a parked receiver *r was claimed; ST_ITEM: there is
+ * room in the queue; ST_WAIT; ST_CLOSED. */
+static int send_core(crt_chan *ch, crt_waiter **r) {
+  if (ch->closed)
+    return ST_CLOSED;
+  if ((*r = wq_claim(&ch->recvq)))
+    return ST_PEER;
+  return ch->count < ch->cap ? ST_ITEM : ST_WAIT;
+}
+
+/* Lock held, shared channel: hand the encoded value over or queue it.
+ * Returns -1 when the queue cannot grow (the value is still the caller's). */
+static int send_commit(crt_chan *ch, int st, crt_waiter *r, item *enc) {
+  if (st == ST_PEER) {
+    r->val = *enc;
+  } else if (ring_push(ch, *enc) != 0) {
+    return -1;
+  }
+  enc->kind = ITEM_NONE;
+  enc->buf = NULL;
+  atomic_fetch_add(&ch->sent, 1);
+  return 0;
+}
+
+/* Unlocked, local channel: hand the value at stack index vidx over or queue
+ * it (a local channel has no other thread: no lock needed). */
+static void send_local(lua_State *L, crt_chan *ch, int st, crt_waiter *r, int vidx) {
+  lua_pushvalue(L, vidx);
+  if (st == ST_PEER) {
+    lua_State *co = crt_task_co(r->task);
+    lua_checkstack(co, 2);
+    lua_xmove(L, co, 1);
+    atomic_fetch_add(&ch->sent, 1);
+    crt_task_wake(r->task, 1);
+  } else {
+    item it = make_item(L, ch, fname_send);
+    if (ring_push(ch, it) != 0) {
+      item_free(&it);
+      luaL_error(L, "%s: not enough memory", fname_send);
+    }
+    atomic_fetch_add(&ch->sent, 1);
+  }
+}
+
+/* Lock held. ST_ITEM: *it was taken from the queue (and a parked sender *s
+ * claimed to refill it: a shared one's value already moved in); ST_PEER: a
+ * parked sender *s was claimed (a shared one's value moved to *it); ST_CLOSED
+ * (closed and drained); ST_WAIT. */
+static int recv_core(crt_chan *ch, item *it, crt_waiter **s) {
+  it->kind = ITEM_NONE;
+  if (ch->count > 0) {
+    *it = ring_pop(ch);
+    *s = wq_claim(&ch->sendq);
+    if (*s && (*s)->val.kind != ITEM_NONE) {
+      ring_push(ch, (*s)->val); /* cannot fail: a slot was just freed */
+      (*s)->val.kind = ITEM_NONE;
+      (*s)->val.buf = NULL;
+      atomic_fetch_add(&ch->sent, 1);
+    }
+    atomic_fetch_add(&ch->received, 1);
+    return ST_ITEM;
+  }
+  if ((*s = wq_claim(&ch->sendq))) {
+    *it = (*s)->val;
+    (*s)->val.kind = ITEM_NONE;
+    (*s)->val.buf = NULL;
+    atomic_fetch_add(&ch->sent, 1);
+    atomic_fetch_add(&ch->received, 1);
+    return ST_PEER;
+  }
+  return ch->closed ? ST_CLOSED : ST_WAIT;
+}
+
+/* Unlocked: push the received value on L and wake the sender involved. */
+static void recv_finish(lua_State *L, crt_chan *ch, int st, item *it, crt_waiter *s) {
+  if (st == ST_CLOSED) {
+    lua_pushnil(L);
+    return;
+  }
+  if (st == ST_PEER && it->kind == ITEM_NONE)
+    push_sender_value(L, s); /* local: copy it from the sender's stack */
+  else
+    push_item(L, it);
+  if (st == ST_ITEM && s && !ch->shared) {
+    /* A local sender parked on a full channel: its value takes the room. */
+    push_sender_value(L, s);
+    ring_push(ch, make_item(L, ch, fname_send));
+  }
+  if (s)
+    wake(s, 0);
+}
+
+/* Send the value at stack index vidx. Returns 1 when it was handed to a
+ * receiver or queued. Otherwise 0, and when w is given it was queued as a
+ * parked sender (shared: the value encoded into it; local: w->slot names
+ * where the value stays on the caller's stack). Raises when ch is closed. */
+static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_waiter *w) {
   item enc = {ITEM_NONE, 0, NULL};
   if (ch->shared) {
-    lua_pushvalue(L, -1);
+    lua_pushvalue(L, vidx);
     enc.buf = encode_top(L, fname); /* outside the lock: it may be long */
     enc.kind = ITEM_BUF;
   }
+  crt_waiter *r = NULL;
   lock(ch);
-  if (ch->closed) {
+  int st = send_core(ch, &r);
+  if (st == ST_CLOSED) {
     unlock(ch);
     item_free(&enc);
     return crt_errorf(L, fname, "channel is closed");
   }
-  crt_waiter *r = wq_claim(&ch->recvq);
-  if (r) {
-    unlock(ch); /* a claimed waiter is ours alone */
-    atomic_fetch_add(&ch->sent, 1);
-    if (enc.kind != ITEM_NONE) {
-      r->val = enc;
-      lua_pop(L, 1);
-      crt_task_wake(r->task, 0);
-    } else {
-      lua_State *co = crt_task_co(r->task);
-      lua_checkstack(co, 2);
-      lua_xmove(L, co, 1);
-      crt_task_wake(r->task, 1);
+  if (st == ST_WAIT) {
+    if (w) {
+      w->val = enc;
+      wq_push(&ch->sendq, w);
     }
-    return 1;
+    unlock(ch);
+    if (!w)
+      item_free(&enc);
+    return 0;
   }
-  if (ch->count < ch->cap) {
-    if (enc.kind == ITEM_NONE)
-      enc = make_item(L, ch, fname); /* local: no other thread, no lock */
-    else
-      lua_pop(L, 1);
-    if (ring_push(ch, enc) != 0) {
-      unlock(ch);
+  if (ch->shared) {
+    int rc = send_commit(ch, st, r, &enc);
+    unlock(ch);
+    if (rc != 0) {
       item_free(&enc);
       return luaL_error(L, "%s: not enough memory", fname);
     }
-    atomic_fetch_add(&ch->sent, 1);
-    unlock(ch);
+    if (r)
+      wake(r, 0);
     return 1;
   }
-  if (w) {
-    w->val = enc;
-    wq_push(&ch->sendq, w);
-  } else {
-    item_free(&enc);
-  }
   unlock(ch);
-  lua_pop(L, 1);
-  return 0;
+  send_local(L, ch, st, r, vidx);
+  return 1;
 }
 
 /* Receive: push the value (nil once closed and drained) and return 1, or
  * queue w as a parked receiver (when given) and return 0. */
 static int recv_op(lua_State *L, crt_chan *ch, crt_waiter *w) {
+  item it;
+  crt_waiter *s = NULL;
   lock(ch);
-  if (ch->count > 0) {
-    item it = ring_pop(ch);
-    /* A sender parked on a full channel moves its value into the room. */
-    crt_waiter *s = wq_claim(&ch->sendq);
-    if (s && s->val.kind != ITEM_NONE) {
-      ring_push(ch, s->val); /* cannot fail: the slot was just freed */
-      s->val.kind = ITEM_NONE;
-      s->val.buf = NULL;
-    }
+  int st = recv_core(ch, &it, &s);
+  if (st == ST_WAIT) {
+    if (w)
+      wq_push(&ch->recvq, w);
     unlock(ch);
-    atomic_fetch_add(&ch->received, 1);
-    push_item(L, &it);
-    if (s) {
-      if (!ch->shared) {
-        push_sender_value(L, s);
-        item qi = make_item(L, ch, fname_send);
-        ring_push(ch, qi);
-      }
-      crt_task_wake(s->task, 0);
-    }
-    return 1;
+    return 0;
   }
-  crt_waiter *s = wq_claim(&ch->sendq);
-  if (s) {
-    unlock(ch);
-    push_sender_value(L, s);
-    atomic_fetch_add(&ch->sent, 1);
-    atomic_fetch_add(&ch->received, 1);
-    crt_task_wake(s->task, 0);
-    return 1;
-  }
-  if (ch->closed) {
-    unlock(ch);
-    lua_pushnil(L);
-    return 1;
-  }
-  if (w)
-    wq_push(&ch->recvq, w);
   unlock(ch);
-  return 0;
+  recv_finish(L, ch, st, &it, s);
+  return 1;
 }
 
 /* ---- parking one operation --------------------------------------------------- */
 
 static void single_unpark(crt_task *t, void *data) {
   crt_waiter *w = data;
-  (void)t;
   crt_chan *ch = w->ch;
   lock(ch);
-  wq_remove(w->op == OP_RECV ? &ch->recvq : &ch->sendq, w);
+  int done = w->done;
+  if (!done)
+    wq_remove(w->op == OP_RECV ? &ch->recvq : &ch->sendq, w);
   unlock(ch);
+  if (done) {
+    /* Claimed by another thread, whose wake is posted: keep the result. */
+    crt_task_defer_unpark(t);
+    return;
+  }
+  if (w->held)
+    crt_rt_hold(w->rt, -1);
   waiter_free(w);
 }
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   crt_waiter *w = (crt_waiter *)ctx;
+  if (w->held)
+    crt_rt_hold(w->rt, -1);
   /* A local value was pushed on our stack by the sender (the top); a
    * shared one waits in w->val; a close gives nil. */
   if (w->closed)
     lua_pushnil(L);
   else if (w->val.kind != ITEM_NONE)
     push_item(L, &w->val);
-  else
-    atomic_fetch_add(&w->ch->received, 1);
   waiter_free(w);
   return 1;
 }
@@ -624,6 +715,8 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   crt_waiter *w = (crt_waiter *)ctx;
+  if (w->held)
+    crt_rt_hold(w->rt, -1);
   int closed = w->closed;
   waiter_free(w);
   if (closed)
@@ -632,16 +725,57 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-static crt_waiter *waiter_for(lua_State *L, crt_task *t, crt_chan *ch, int op) {
+static crt_waiter *waiter_for(lua_State *L, crt_chan *ch, int op, crt_task *t, crt_tctx *tc) {
   crt_waiter *w = waiter_new();
   if (!w)
     luaL_error(L, "channel: not enough memory");
   crt_chan_retain(ch);
   w->ch = ch;
-  w->task = t;
   w->op = op;
+  w->task = t;
+  w->tc = tc;
+  w->rt = t ? crt_task_rt(t) : NULL;
   return w;
 }
+
+/* A thread without a loop waits for its queued waiter to be claimed. An
+ * interrupt (cancellation of the job) raises crt.Cancelled, unless the
+ * operation completed meanwhile: then it completes, and the interrupt stays
+ * set for the next wait or instruction check. */
+static void block(lua_State *L, crt_waiter *w) {
+  for (;;) {
+    int r = crt_tctx_wait(w->tc, -1);
+    lock(w->ch);
+    int done = w->done;
+    if (!done && r < 0)
+      wq_remove(w->op == OP_RECV ? &w->ch->recvq : &w->ch->sendq, w);
+    unlock(w->ch);
+    if (done)
+      return;
+    if (r < 0) {
+      waiter_free(w);
+      crt_sched_push_cancelled(L);
+      lua_error(L);
+    }
+  }
+}
+
+/* Park the calling task, or block the calling thread, on queued waiter w
+ * whose continuation is k. */
+static int wait_for(lua_State *L, crt_waiter *w, lua_KFunction k) {
+  if (w->tc) {
+    block(L, w);
+    return k(L, LUA_OK, (lua_KContext)w);
+  }
+  if (w->ch->shared) {
+    w->held = 1; /* another thread may wake us: the loop must stay alive */
+    crt_rt_hold(w->rt, 1);
+  }
+  return crt_task_park(L, w->task, single_unpark, w, k, (lua_KContext)w);
+}
+
+static const char *const outside_task =
+    "must be called from a task to wait (in module mode wrap the code in crt.run)";
 
 static int chan_send(lua_State *L) {
   crt_chan *ch = check_chan(L, fname_send);
@@ -649,48 +783,42 @@ static int chan_send(lua_State *L) {
     return crt_argerror(L, fname_send, 1, "value expected, got nil");
   lua_settop(L, 2);
   crt_task *t = crt_task_current(L);
-  crt_waiter *w = t ? waiter_for(L, t, ch, OP_SEND) : NULL;
-  if (w)
-    w->slot = 2;
-  lua_pushvalue(L, 2);
-  int done;
-  if (w) {
-    /* send_op may raise (closed channel): give the waiter back first. */
-    lock(ch);
-    int closed = ch->closed;
-    unlock(ch);
-    if (closed) {
-      waiter_free(w);
-      return crt_errorf(L, fname_send, "channel is closed");
-    }
+  crt_tctx *tc = t ? NULL : crt_tctx_current();
+  if (!t && !tc) {
+    if (send_op(L, ch, fname_send, 2, NULL))
+      goto sent;
+    return crt_errorf(L, fname_send, "channel is full: %s", outside_task);
   }
-  done = send_op(L, ch, fname_send, w);
-  if (done) {
-    if (w)
-      waiter_free(w);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (!t)
-    return crt_errorf(L, fname_send, "channel is full: must be called from a task to wait "
-                                     "(in module mode wrap the code in crt.run)");
-  return crt_task_park(L, t, single_unpark, w, send_k, (lua_KContext)w);
+  lock(ch);
+  int closed = ch->closed;
+  unlock(ch);
+  if (closed) /* checked first so that no waiter is held when raising */
+    return crt_errorf(L, fname_send, "channel is closed");
+  crt_waiter *w = waiter_for(L, ch, OP_SEND, t, tc);
+  w->slot = 2;
+  if (!send_op(L, ch, fname_send, 2, w))
+    return wait_for(L, w, send_k);
+  waiter_free(w);
+sent:
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int chan_recv(lua_State *L) {
   crt_chan *ch = check_chan(L, "channel:recv");
   lua_settop(L, 1);
   crt_task *t = crt_task_current(L);
-  crt_waiter *w = t ? waiter_for(L, t, ch, OP_RECV) : NULL;
-  if (recv_op(L, ch, w)) {
-    if (w)
-      waiter_free(w);
-    return 1;
+  crt_tctx *tc = t ? NULL : crt_tctx_current();
+  if (!t && !tc) {
+    if (recv_op(L, ch, NULL))
+      return 1;
+    return crt_errorf(L, "channel:recv", "channel is empty: %s", outside_task);
   }
-  if (!t)
-    return crt_errorf(L, "channel:recv", "channel is empty: must be called from a task to "
-                                         "wait (in module mode wrap the code in crt.run)");
-  return crt_task_park(L, t, single_unpark, w, recv_k, (lua_KContext)w);
+  crt_waiter *w = waiter_for(L, ch, OP_RECV, t, tc);
+  if (!recv_op(L, ch, w))
+    return wait_for(L, w, recv_k);
+  waiter_free(w);
+  return 1;
 }
 
 static int chan_try_send(lua_State *L) {
@@ -698,7 +826,7 @@ static int chan_try_send(lua_State *L) {
   if (lua_isnoneornil(L, 2))
     return crt_argerror(L, "channel:try_send", 1, "value expected, got nil");
   lua_settop(L, 2);
-  lua_pushboolean(L, send_op(L, ch, "channel:try_send", NULL));
+  lua_pushboolean(L, send_op(L, ch, "channel:try_send", 2, NULL));
   return 1;
 }
 
@@ -714,11 +842,9 @@ int crt_chan_offer(lua_State *L, crt_chan *ch) {
   lock(ch);
   int closed = ch->closed;
   unlock(ch);
-  if (closed) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  return send_op(L, ch, fname_send, NULL);
+  int ok = closed ? 0 : send_op(L, ch, fname_send, lua_gettop(L), NULL);
+  lua_pop(L, 1);
+  return ok;
 }
 
 static int chan_close(lua_State *L) {
@@ -732,6 +858,9 @@ static int chan_close(lua_State *L) {
   /* Every parked receiver gets nil, every parked sender an error. */
   crt_waiter *w, *woken = NULL;
   while ((w = wq_claim(&ch->recvq)) || (w = wq_claim(&ch->sendq))) {
+    w->closed = 1;
+    if (w->sel)
+      w->sel->closed = 1;
     w->next = woken;
     woken = w;
   }
@@ -740,10 +869,7 @@ static int chan_close(lua_State *L) {
     w = woken;
     woken = w->next;
     w->next = NULL;
-    w->closed = 1;
-    if (w->sel)
-      w->sel->closed = 1;
-    crt_task_wake(w->task, 0);
+    wake(w, 0);
   }
   return 0;
 }
@@ -810,6 +936,25 @@ static int chan_gc(lua_State *L) {
 
 /* ---- select --------------------------------------------------------------- */
 
+/* Lock (or unlock) every shared channel of a select once, in address order,
+ * so that two selects over the same channels cannot deadlock. */
+static int cmp_chan(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)(*(crt_chan *const *)a), y = (uintptr_t)(*(crt_chan *const *)b);
+  return x < y ? -1 : x > y;
+}
+
+static void lock_all(crt_chan **sorted, int n) {
+  for (int i = 0; i < n; i++)
+    if (i == 0 || sorted[i] != sorted[i - 1])
+      lock(sorted[i]);
+}
+
+static void unlock_all(crt_chan **sorted, int n) {
+  for (int i = n - 1; i >= 0; i--)
+    if (i == 0 || sorted[i] != sorted[i - 1])
+      unlock(sorted[i]);
+}
+
 static void sel_detach(crt_sel *sel) {
   for (int i = 0; i < sel->nwaiters; i++) {
     crt_waiter *w = &sel->waiters[i];
@@ -823,28 +968,37 @@ static void sel_detach(crt_sel *sel) {
 static void sel_free(crt_sel *sel) {
   for (int i = 0; i < sel->nwaiters; i++) {
     item_free(&sel->waiters[i].val);
-    crt_chan_release(sel->waiters[i].ch);
+    if (sel->waiters[i].ch)
+      crt_chan_release(sel->waiters[i].ch);
   }
   free(sel->waiters);
   free(sel);
 }
 
 static void sel_unpark(crt_task *t, void *data) {
-  (void)t;
   crt_sel *sel = data;
+  int expected = -1;
+  if (!atomic_compare_exchange_strong(&sel->fired, &expected, 0)) {
+    crt_task_defer_unpark(t); /* a case completed on another thread */
+    return;
+  }
   sel_detach(sel);
+  if (sel->held)
+    crt_rt_hold(sel->waiters[0].rt, -1);
   sel_free(sel);
 }
 
-static int select_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  crt_sel *sel = (crt_sel *)ctx;
+/* The fired case: push index, value (nil for sends and closed channels). */
+static int select_done(lua_State *L, crt_sel *sel) {
   sel_detach(sel);
   int idx = atomic_load(&sel->fired);
   crt_waiter *w = &sel->waiters[idx - 1];
+  lock(w->ch); /* see what the claimer wrote under this lock */
   int closed = sel->closed;
-  int op = w->op;
-  if (op == OP_SEND) {
+  unlock(w->ch);
+  if (sel->held)
+    crt_rt_hold(w->rt, -1);
+  if (w->op == OP_SEND) {
     sel_free(sel);
     if (closed)
       return crt_errorf(L, "crt.select", "channel of case #%d is closed", idx);
@@ -852,9 +1006,8 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     return 2;
   }
-  /* Receive: local values were pushed on our stack (1 value) unless the
-   * channel closed; shared ones are in the waiter. */
-  atomic_fetch_add(&w->ch->received, closed ? 0 : 1);
+  /* Receive: a local value was pushed on our stack (the top) unless the
+   * channel closed; a shared one is in the waiter. */
   if (closed)
     lua_pushnil(L);
   else if (w->val.kind != ITEM_NONE)
@@ -865,14 +1018,47 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   return 2;
 }
 
-static int select_timeout_k(lua_State *L, int status, lua_KContext ctx) {
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
   crt_task *t = crt_task_current(L);
   if (t && crt_task_timed_out(t)) {
-    lua_pushnil(L);
+    lua_pushnil(L); /* the unpark hook freed the select */
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  return select_k(L, status, ctx);
+  return select_done(L, (crt_sel *)ctx);
+}
+
+/* A thread without a loop waits for a case, an interrupt or the timeout. */
+static int select_block(lua_State *L, crt_sel *sel, crt_tctx *tc, double timeout) {
+  double deadline = timeout >= 0 ? (double)uv_hrtime() / 1e9 + timeout : -1;
+  for (;;) {
+    if (atomic_load(&sel->fired) > 0)
+      return select_done(L, sel);
+    double left = -1;
+    if (deadline >= 0) {
+      left = deadline - (double)uv_hrtime() / 1e9;
+      if (left < 0)
+        left = 0;
+    }
+    int r = crt_tctx_wait(tc, left);
+    if (atomic_load(&sel->fired) > 0)
+      return select_done(L, sel);
+    if (r < 0 || (r == 0 && deadline >= 0)) {
+      int expected = -1;
+      if (!atomic_compare_exchange_strong(&sel->fired, &expected, 0))
+        return select_done(L, sel); /* a case won the race */
+      sel_detach(sel);
+      sel_free(sel);
+      if (r < 0) {
+        crt_sched_push_cancelled(L);
+        return lua_error(L);
+      }
+      lua_pushnil(L);
+      lua_pushliteral(L, "timeout");
+      return 2;
+    }
+  }
 }
 
 static int chan_select(lua_State *L) {
@@ -882,10 +1068,9 @@ static int chan_select(lua_State *L) {
   lua_settop(L, 1);
   double timeout = -1;
   if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
-    int isnum;
-    timeout = lua_tonumberx(L, -1, &isnum);
-    if (!isnum || timeout != timeout)
+    if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) != lua_tonumber(L, -1))
       return crt_errorf(L, fname, "bad argument #1 (timeout must be a number)");
+    timeout = lua_tonumber(L, -1);
     if (timeout < 0)
       timeout = 0;
   }
@@ -894,11 +1079,10 @@ static int chan_select(lua_State *L) {
   if (n == 0 && timeout < 0)
     return crt_errorf(L, fname, "bad argument #1 (no cases and no timeout)");
   luaL_checkstack(L, 2 * n + 4, "too many select cases");
-  /* Stack: 1 cases, then per case i: 1+2i-1 = channel proxy, 1+2i = value. */
+  /* Stack: 1 cases, then per case i: 2i = channel proxy, 2i+1 = value. */
   for (int i = 1; i <= n; i++) {
     if (lua_rawgeti(L, 1, i) != LUA_TTABLE)
-      return crt_errorf(L, fname, "bad case #%d (table expected, got %s)", i,
-                        luaL_typename(L, -1));
+      return crt_errorf(L, fname, "bad case #%d (table expected, got %s)", i, luaL_typename(L, -1));
     lua_rawgeti(L, -1, 1);
     if (!crt_chan_test(L, -1))
       return crt_errorf(L, fname, "bad case #%d (channel expected, got %s)", i,
@@ -918,57 +1102,46 @@ static int chan_select(lua_State *L) {
     }
     lua_remove(L, -3);
   }
-  /* First pass: the first case that can complete now wins. */
-  for (int i = 1; i <= n; i++) {
-    crt_chan *ch = crt_chan_test(L, 2 * i);
-    int isend = !lua_isnil(L, 2 * i + 1);
-    if (isend) {
-      lock(ch);
-      int closed = ch->closed;
-      unlock(ch);
-      if (closed)
-        return crt_errorf(L, fname, "channel of case #%d is closed", i);
-      lua_pushvalue(L, 2 * i + 1);
-      if (send_op(L, ch, fname, NULL)) {
-        lua_pushinteger(L, i);
-        lua_pushnil(L);
-        return 2;
-      }
-    } else if (recv_op(L, ch, NULL)) {
-      lua_pushinteger(L, i);
-      lua_insert(L, -2);
+  crt_task *t = crt_task_current(L);
+  crt_tctx *tc = t ? NULL : crt_tctx_current();
+  if (n == 0) {
+    /* No case: a sleep that answers like a select that timed out. */
+    if (timeout == 0 || !t) {
+      if (!t && tc && timeout > 0)
+        crt_tctx_wait(tc, timeout);
+      else if (!t && timeout > 0)
+        return crt_errorf(L, fname, "%s", outside_task);
+      lua_pushnil(L);
+      lua_pushliteral(L, "timeout");
       return 2;
     }
-  }
-  if (n == 0 && timeout > 0) {
-    /* No case: a sleep that answers like a select that timed out. */
-    crt_task *t = crt_task_require(L, fname);
     crt_task_set_deadline(t, timeout);
-    return crt_task_park(L, t, NULL, NULL, select_timeout_k, 0);
+    return crt_task_park(L, t, NULL, NULL, select_k, 0);
   }
-  if (timeout == 0 || n == 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
-  crt_task *t = crt_task_require(L, fname);
+
+  /* One waiter per case, filled before any lock is taken (encoding the
+   * values to send on shared channels can fail): nothing is held when we
+   * raise. */
   crt_sel *sel = calloc(1, sizeof *sel);
   crt_waiter *ws = sel ? calloc((size_t)n, sizeof *ws) : NULL;
-  if (!ws) {
+  crt_chan **sorted = ws ? malloc((size_t)n * sizeof *sorted) : NULL;
+  if (!sorted) {
+    free(ws);
     free(sel);
     return luaL_error(L, "crt.select: not enough memory");
   }
   atomic_init(&sel->fired, -1);
   sel->waiters = ws;
   sel->nwaiters = n;
-  /* Fill every waiter first (encoding values for shared channels, which
-   * can fail), then queue them all: nothing is held when we raise. */
   for (int i = 1; i <= n; i++) {
     crt_waiter *w = &ws[i - 1];
     w->ch = crt_chan_test(L, 2 * i);
     crt_chan_retain(w->ch);
+    sorted[i - 1] = w->ch;
     w->sel = sel;
     w->task = t;
+    w->rt = t ? crt_task_rt(t) : NULL;
+    w->tc = tc;
     w->index = i;
     w->op = lua_isnil(L, 2 * i + 1) ? OP_RECV : OP_SEND;
     if (w->op == OP_SEND && w->ch->shared) {
@@ -982,7 +1155,7 @@ static int chan_select(lua_State *L) {
         } else {
           lua_pushliteral(L, "crt.select: not enough memory");
         }
-        sel->nwaiters = i;
+        free(sorted);
         sel_free(sel);
         return lua_error(L);
       }
@@ -992,15 +1165,87 @@ static int chan_select(lua_State *L) {
       w->slot = 2 * i + 1;
     }
   }
-  for (int i = 0; i < n; i++) {
-    crt_waiter *w = &ws[i];
-    lock(w->ch);
-    wq_push(w->op == OP_RECV ? &w->ch->recvq : &w->ch->sendq, w);
-    unlock(w->ch);
+  qsort(sorted, (size_t)n, sizeof *sorted, cmp_chan);
+
+  /* Under every lock: the first case that can complete now wins (in case
+   * order); otherwise every waiter is queued before any lock is released,
+   * so no completion can be missed. */
+  lock_all(sorted, n);
+  int chosen = 0, st = ST_WAIT;
+  crt_waiter *peer = NULL;
+  item it = {ITEM_NONE, 0, NULL};
+  for (int i = 1; i <= n && !chosen; i++) {
+    crt_waiter *w = &ws[i - 1];
+    if (w->op == OP_SEND) {
+      st = send_core(w->ch, &peer);
+      if (st == ST_CLOSED) {
+        unlock_all(sorted, n);
+        free(sorted);
+        sel_free(sel);
+        return crt_errorf(L, fname, "channel of case #%d is closed", i);
+      }
+      if (st != ST_WAIT) {
+        chosen = i;
+        if (w->ch->shared && send_commit(w->ch, st, peer, &w->val) != 0) {
+          unlock_all(sorted, n);
+          free(sorted);
+          sel_free(sel);
+          return luaL_error(L, "crt.select: not enough memory");
+        }
+      }
+    } else {
+      st = recv_core(w->ch, &it, &peer);
+      if (st != ST_WAIT)
+        chosen = i;
+    }
   }
+  if (!chosen && timeout != 0 && (t || tc)) {
+    for (int i = 0; i < n; i++) {
+      crt_waiter *w = &ws[i];
+      wq_push(w->op == OP_RECV ? &w->ch->recvq : &w->ch->sendq, w);
+    }
+  }
+  unlock_all(sorted, n);
+  free(sorted);
+
+  if (chosen) {
+    crt_waiter *w = &ws[chosen - 1];
+    if (w->op == OP_SEND) {
+      if (w->ch->shared) {
+        if (peer)
+          wake(peer, 0);
+      } else {
+        send_local(L, w->ch, st, peer, w->slot);
+      }
+      sel_free(sel);
+      lua_pushinteger(L, chosen);
+      lua_pushnil(L);
+      return 2;
+    }
+    sel_free(sel);
+    recv_finish(L, w->ch, st, &it, peer);
+    lua_pushinteger(L, chosen);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (timeout == 0 || (!t && !tc)) {
+    sel_free(sel);
+    if (timeout != 0)
+      return crt_errorf(L, fname, "%s", outside_task);
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (tc)
+    return select_block(L, sel, tc, timeout);
+  for (int i = 0; i < n && !sel->held; i++)
+    if (ws[i].ch->shared) {
+      sel->held = 1;
+      crt_rt_hold(ws[i].rt, 1);
+    }
   if (timeout > 0)
     crt_task_set_deadline(t, timeout);
-  return crt_task_park(L, t, sel_unpark, sel, select_timeout_k, (lua_KContext)sel);
+  return crt_task_park(L, t, sel_unpark, sel, select_k, (lua_KContext)sel);
 }
 
 /* ---- crt.channel ---------------------------------------------------------- */
@@ -1025,15 +1270,10 @@ static int chan_new_lua(lua_State *L) {
 }
 
 int crt_open_channel(lua_State *L) {
-  static const luaL_Reg methods[] = {{"send", chan_send},
-                                     {"recv", chan_recv},
-                                     {"try_send", chan_try_send},
-                                     {"try_recv", chan_try_recv},
-                                     {"close", chan_close},
-                                     {"iter", chan_iter},
-                                     {"closed", chan_is_closed},
-                                     {"stats", chan_stats},
-                                     {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"send", chan_send},         {"recv", chan_recv},   {"try_send", chan_try_send},
+      {"try_recv", chan_try_recv}, {"close", chan_close}, {"iter", chan_iter},
+      {"closed", chan_is_closed},  {"stats", chan_stats}, {NULL, NULL}};
   if (luaL_newmetatable(L, CRT_CHAN_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -37,8 +37,8 @@
  * number arguments (so a caller can skip a leading function argument).
  * Never raises a Lua error (it runs protected inside), never leaks.
  */
-int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags,
-                     const char *what, int argbase);
+int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags, const char *what,
+                     int argbase);
 
 /*
  * Decode a buffer produced by crt_codec_encode, pushing the values onto L.

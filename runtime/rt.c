@@ -66,16 +66,17 @@ int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...) {
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   lua_concat(L, 4);
-  return lua_error(L);
+  lua_error(L);
+  abort(); /* not reached: lua_error does not return */
 }
 
 int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg) {
-  return crt_errorf(L, fname, "bad argument #%d (%s)", arg, msg);
+  crt_errorf(L, fname, "bad argument #%d (%s)", arg, msg);
 }
 
 int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname) {
   const char *got = lua_type(L, arg) == LUA_TNONE ? "no value" : luaL_typename(L, arg);
-  return crt_errorf(L, fname, "bad argument #%d (%s expected, got %s)", arg, tname, got);
+  crt_errorf(L, fname, "bad argument #%d (%s expected, got %s)", arg, tname, got);
 }
 
 int crt_pushfail(lua_State *L, int uverr, const char *what) {
@@ -89,6 +90,58 @@ int crt_pushfail(lua_State *L, int uverr, const char *what) {
 }
 
 /* ---- opening --------------------------------------------------------- */
+
+/* ---- cross-thread posts ------------------------------------------------ */
+
+static void on_async(uv_async_t *h) {
+  crt_runtime *rt = h->data;
+  pthread_mutex_lock(&rt->post_mu);
+  crt_post *p = rt->post_head;
+  rt->post_head = rt->post_tail = NULL;
+  pthread_mutex_unlock(&rt->post_mu);
+  while (p) {
+    crt_post *next = p->next;
+    p->next = NULL;
+    p->fn(p);
+    p = next;
+  }
+}
+
+void crt_rt_post(crt_runtime *rt, crt_post *p) {
+  p->next = NULL;
+  pthread_mutex_lock(&rt->post_mu);
+  int was_empty = rt->post_head == NULL;
+  if (rt->post_tail)
+    rt->post_tail->next = p;
+  else
+    rt->post_head = p;
+  rt->post_tail = p;
+  pthread_mutex_unlock(&rt->post_mu);
+  if (was_empty)
+    uv_async_send(&rt->async);
+}
+
+void crt_rt_hold(crt_runtime *rt, int delta) {
+  int before = rt->nhold;
+  rt->nhold += delta;
+  if (before == 0 && rt->nhold > 0)
+    uv_ref((uv_handle_t *)&rt->async);
+  else if (before > 0 && rt->nhold == 0)
+    uv_unref((uv_handle_t *)&rt->async);
+}
+
+int crt_rt_on_loop_thread(crt_runtime *rt) { return pthread_equal(rt->thread, pthread_self()); }
+
+int crt_rt_on_close(crt_runtime *rt, void (*fn)(void *ud), void *ud) {
+  crt_close_hook *hooks = realloc(rt->hooks, (size_t)(rt->nhooks + 1) * sizeof *hooks);
+  if (!hooks)
+    return -1;
+  rt->hooks = hooks;
+  hooks[rt->nhooks].fn = fn;
+  hooks[rt->nhooks].ud = ud;
+  rt->nhooks++;
+  return 0;
+}
 
 static void on_prepare(uv_prepare_t *h) { crt_sched_drain(h->data); }
 static void on_check(uv_check_t *h) { crt_sched_drain(h->data); }
@@ -116,6 +169,11 @@ static crt_runtime *attach(lua_State *L, const crt_config *config, int owns_stat
   uv_prepare_init(&rt->loop, &rt->prepare);
   uv_check_init(&rt->loop, &rt->check);
   uv_idle_init(&rt->loop, &rt->idle);
+  rt->thread = pthread_self();
+  pthread_mutex_init(&rt->post_mu, NULL);
+  uv_async_init(&rt->loop, &rt->async, on_async);
+  rt->async.data = rt;
+  uv_unref((uv_handle_t *)&rt->async);
   rt->prepare.data = rt->check.data = rt->idle.data = rt;
   uv_prepare_start(&rt->prepare, on_prepare);
   uv_check_start(&rt->check, on_check);
@@ -291,7 +349,18 @@ static void detach(crt_runtime *rt) {
   rt->closing = 1;
   int code = rt->exiting;
   rt->exiting = 0;
-  crt_sched_cancel_all(rt);
+  crt_sched_cancel_all(rt, 0);
+  /* Subsystems stop their threads and children; what they post back while
+   * stopping is run, then the tasks they woke get a last chance to end, and
+   * what is left is abandoned: no other thread can wake it any more. */
+  while (rt->nhooks > 0) {
+    crt_close_hook h = rt->hooks[--rt->nhooks];
+    h.fn(h.ud);
+  }
+  free(rt->hooks);
+  rt->hooks = NULL;
+  on_async(&rt->async);
+  crt_sched_cancel_all(rt, 1);
   rt->exiting = code;
   final_reports(rt);
   crt_timers_close(rt);
@@ -300,6 +369,8 @@ static void detach(crt_runtime *rt) {
   uv_close((uv_handle_t *)&rt->check, NULL);
   uv_close((uv_handle_t *)&rt->idle, NULL);
   rt->prepare.data = rt->check.data = rt->idle.data = NULL;
+  uv_close((uv_handle_t *)&rt->async, NULL);
+  rt->async.data = NULL;
   /* Handles of the bindings close themselves when their tasks are
    * cancelled; anything left over (a socket nobody closed) is closed here,
    * and its close callback frees it. */
@@ -319,6 +390,7 @@ void crt_close(crt_runtime *rt) {
   if (rt->owns_state)
     lua_close(L);
   crt_chan_thread_cleanup();
+  pthread_mutex_destroy(&rt->post_mu);
   free(rt->error);
   free(rt);
 }

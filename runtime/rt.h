@@ -12,7 +12,21 @@
 #include "include/crt.h"
 #include "timer.h"
 
+#include <pthread.h>
+
 struct crt_task;
+
+/* Work posted to the loop thread from any thread (see crt_rt_post). The
+ * struct is embedded in the poster's own object: posting allocates nothing. */
+typedef struct crt_post {
+  struct crt_post *next;
+  void (*fn)(struct crt_post *p); /* runs on the loop thread */
+} crt_post;
+
+typedef struct crt_close_hook {
+  void (*fn)(void *ud);
+  void *ud;
+} crt_close_hook;
 
 struct crt_runtime {
   uv_loop_t loop;
@@ -24,10 +38,10 @@ struct crt_runtime {
   /* Scheduler (sched.c). */
   struct crt_task *ready_head, *ready_tail;
   size_t nready;
-  size_t nalive;              /* tasks not finished (pinned) */
+  size_t nalive;               /* tasks not finished (pinned) */
   struct crt_task *alive;      /* live tasks (for shutdown) */
   struct crt_task *unobserved; /* failed tasks nobody awaited yet */
-  int ncollect_reports;       /* nreported at the last crt_step return */
+  int ncollect_reports;        /* nreported at the last crt_step return */
   struct crt_task *main_task;
   uv_prepare_t prepare;
   uv_check_t check;
@@ -41,8 +55,19 @@ struct crt_runtime {
   uint64_t armed_due; /* what uvtimer is armed for; 0 = not armed */
   size_t nkeepalive;  /* armed after/every timers: keep crt running */
 
+  /* Cross-thread wake-ups (rt.c): one async handle drains the post queue. */
+  pthread_t thread; /* the loop thread */
+  uv_async_t async;
+  pthread_mutex_t post_mu;
+  crt_post *post_head, *post_tail;
+  int nhold; /* > 0: another thread may still post; keep the loop alive */
+
+  /* Subsystems shut down (after tasks are cancelled, before handles close). */
+  crt_close_hook *hooks;
+  int nhooks;
+
   /* Outcome. */
-  int exiting;   /* crt.exit was called */
+  int exiting; /* crt.exit was called */
   int exit_code;
   int nreported; /* unawaited errors reported */
   char *error;   /* last error message (malloc'd) */
@@ -64,16 +89,36 @@ typedef void (*crt_handle_close_fn)(uv_handle_t *h);
  * registry; bindings cache it in an upvalue). NULL in a worker state. */
 struct crt_runtime *crt_rt_get(lua_State *L);
 
+/* Any thread: run p->fn(p) on rt's loop thread soon. Posts run in order,
+ * in one batch per loop iteration (libuv coalesces the async sends). */
+void crt_rt_post(struct crt_runtime *rt, crt_post *p);
+/* Loop thread: count work that another thread will post back (a job out
+ * on the pool, a task parked on a channel shared with threads); while the
+ * count is > 0 the loop stays alive instead of reporting a deadlock. */
+void crt_rt_hold(struct crt_runtime *rt, int delta);
+/* True on rt's loop thread. */
+int crt_rt_on_loop_thread(struct crt_runtime *rt);
+/* Loop thread: call fn(ud) at shutdown, after every task was cancelled and
+ * before the loop's handles are closed (stop and join threads, reap
+ * children). Hooks run in reverse order of registration. */
+int crt_rt_on_close(struct crt_runtime *rt, void (*fn)(void *ud), void *ud);
+
 /* Record and log an error (message with traceback). level: CRT_LOG_*. */
 void crt_rt_log(struct crt_runtime *rt, crt_log_level level, const char *msg);
 void crt_rt_set_error(struct crt_runtime *rt, const char *msg);
 
+#if defined(__GNUC__)
+#define CRT_NORETURN __attribute__((noreturn))
+#else
+#define CRT_NORETURN
+#endif
+
 /* Raise a Lua error naming the function: "<fname>: <fmt...>". */
-int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...);
+CRT_NORETURN int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...);
 /* Raise "<fname>: bad argument #<arg> (<msg>)". */
-int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg);
+CRT_NORETURN int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg);
 /* Raise "<fname>: bad argument #<arg> (<tname> expected, got <type>)". */
-int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname);
+CRT_NORETURN int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname);
 /* Push nil, message, code for a libuv error; returns 3. */
 int crt_pushfail(lua_State *L, int uverr, const char *what);
 

@@ -59,6 +59,7 @@ struct crt_task {
   unsigned char observed;   /* its end was awaited (or it cannot fail) */
   unsigned char unobs;      /* in the unobserved-failure list */
   unsigned char timed_out;  /* the deadline fired before a wake */
+  unsigned char deferred;   /* unpark found the wait already completing */
 };
 
 /* The task being resumed on this thread (tasks of nested runtimes on the same
@@ -87,8 +88,9 @@ crt_task *crt_task_current(lua_State *L) {
 crt_task *crt_task_require(lua_State *L, const char *fname) {
   crt_task *t = crt_task_current(L);
   if (!t)
-    crt_errorf(L, fname, "must be called from a task (not from the main state or a plain "
-                         "coroutine; in module mode wrap the code in crt.run)");
+    crt_errorf(L, fname,
+               "must be called from a task (not from the main state or a plain "
+               "coroutine; in module mode wrap the code in crt.run)");
   return t;
 }
 
@@ -395,9 +397,16 @@ void crt_task_cancel(crt_task *t) {
     void *data = t->unpark_data;
     t->unpark = NULL;
     t->unpark_data = NULL;
-    t->parked = 0;
     if (unpark)
       unpark(t, data);
+    if (t->deferred) {
+      /* The wait completed on another thread and its wake is on the way:
+       * keep the result, deliver the cancel at the next wait point. */
+      t->deferred = 0;
+      t->cancel_req = 1;
+      return;
+    }
+    t->parked = 0;
     if (crt_timer_armed(&t->timer))
       crt_timer_stop(t->rt, &t->timer);
     t->cancel_now = 1;
@@ -408,17 +417,20 @@ void crt_task_cancel(crt_task *t) {
   }
 }
 
-void crt_sched_cancel_all(crt_runtime *rt) {
+void crt_sched_cancel_all(crt_runtime *rt, int abandon) {
   /* Give every task a chance to run its cleanup: cancel, run until nothing
    * is ready, and again for tasks that caught crt.Cancelled and waited
-   * again. What is still alive after that is abandoned: detached from its
-   * wait source and ended as cancelled without running further. */
+   * again. With `abandon`, what is still alive after that is detached from
+   * its wait source and ended as cancelled without running further (by then
+   * the runtime has stopped every thread that could still wake it). */
   for (int round = 0; round < 3 && rt->alive; round++) {
     for (crt_task *t = rt->alive; t; t = t->fnext)
       crt_task_cancel(t);
     while (rt->ready_head)
       crt_sched_drain(rt);
   }
+  if (!abandon)
+    return;
   while (rt->alive) {
     crt_task *t = rt->alive;
     if (t->parked && t->unpark)
@@ -459,6 +471,10 @@ static void deadline_fire(crt_timer *tm) {
   t->unpark_data = NULL;
   if (unpark)
     unpark(t, data);
+  if (t->deferred) {
+    t->deferred = 0; /* completed meanwhile: its wake is on the way */
+    return;
+  }
   t->timed_out = 1;
   crt_task_wake(t, 0);
 }
@@ -468,6 +484,8 @@ void crt_task_set_deadline(crt_task *t, double seconds) {
   t->timer.fire = deadline_fire;
   crt_timer_start(t->rt, &t->timer, seconds);
 }
+
+void crt_task_defer_unpark(crt_task *t) { t->deferred = 1; }
 
 int crt_task_timed_out(crt_task *t) {
   int v = t->timed_out;
@@ -601,7 +619,5 @@ void crt_sched_report_unobserved(crt_runtime *rt) {
   }
 }
 
-void crt_sched_set_cancelled(lua_State *L) {
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelled_key);
-}
+void crt_sched_set_cancelled(lua_State *L) { lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelled_key); }
 void crt_sched_push_cancelled(lua_State *L) { push_cancelled(L); }

@@ -63,8 +63,9 @@ void crt_task_cancel(crt_task *t);
 void crt_sched_drain(struct crt_runtime *rt);
 /* Report every failed task nobody awaited and forget them. */
 void crt_sched_report_unobserved(struct crt_runtime *rt);
-/* Cancel all tasks and run them until none is ready (shutdown). */
-void crt_sched_cancel_all(struct crt_runtime *rt);
+/* Cancel all tasks and run them until none is ready (shutdown); with
+ * abandon, then end what is still alive without running it. */
+void crt_sched_cancel_all(struct crt_runtime *rt, int abandon);
 
 /* Lua binding: crt.spawn, crt.sleep, crt.yield, crt.now, task methods. */
 int crt_open_task(lua_State *L);
@@ -95,3 +96,9 @@ void crt_sched_push_cancelled(lua_State *L);
  * continuation with crt_task_timed_out(t) true. A wake stops the timer. */
 void crt_task_set_deadline(crt_task *t, double seconds);
 int crt_task_timed_out(crt_task *t);
+
+/* Called from an unpark hook (on the loop thread) when the wait cannot be
+ * undone because it already completed on another thread, which will wake
+ * the task: the task stays parked, keeps its result, and a cancel is
+ * delivered at its next wait point instead. */
+void crt_task_defer_unpark(crt_task *t);

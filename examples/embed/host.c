@@ -58,8 +58,7 @@ static int make_channels(lua_State *L) {
 }
 
 /* Call method `name` of the global channel `ch` with an optional string. */
-static int chan_call(lua_State *L, const char *ch, const char *name, const char *arg,
-                     int nres) {
+static int chan_call(lua_State *L, const char *ch, const char *name, const char *arg, int nres) {
   lua_getglobal(L, ch);
   lua_getfield(L, -1, name);
   lua_insert(L, -2);
@@ -101,8 +100,8 @@ int main(int argc, char **argv) {
     chunk = file;
   }
   char wrapped[8192];
-  snprintf(wrapped, sizeof wrapped,
-           "return (function(...) %s\nend)(host_input, host_output)", chunk);
+  snprintf(wrapped, sizeof wrapped, "return (function(...) %s\nend)(host_input, host_output)",
+           chunk);
   free(file);
   if (crt_dostring(rt, wrapped, "=script") != 0) {
     fprintf(stderr, "host: %s\n", crt_error(rt));

@@ -28,7 +28,12 @@ extern "C" {
 typedef struct crt_runtime crt_runtime;
 
 /* Log levels passed to crt_config.log. */
-typedef enum { CRT_LOG_ERROR = 0, CRT_LOG_WARN = 1, CRT_LOG_INFO = 2, CRT_LOG_DEBUG = 3 } crt_log_level;
+typedef enum {
+  CRT_LOG_ERROR = 0,
+  CRT_LOG_WARN = 1,
+  CRT_LOG_INFO = 2,
+  CRT_LOG_DEBUG = 3
+} crt_log_level;
 
 typedef struct crt_config {
   /* Size of the default thread pool; 0 = CRT_THREADS or the number of cores. */
@@ -62,9 +67,9 @@ CRT_API int crt_dofile(crt_runtime *rt, const char *path);
 CRT_API int crt_dostring(crt_runtime *rt, const char *chunk, const char *name);
 
 typedef enum {
-  CRT_NOWAIT = 0,     /* run what is ready and return at once (once per frame) */
-  CRT_ONCE = 1,       /* wait for at least one event, run what it made ready */
-  CRT_UNTIL_DONE = 2  /* run until no task, timer or request is left */
+  CRT_NOWAIT = 0,    /* run what is ready and return at once (once per frame) */
+  CRT_ONCE = 1,      /* wait for at least one event, run what it made ready */
+  CRT_UNTIL_DONE = 2 /* run until no task, timer or request is left */
 } crt_step_mode;
 
 /* Drive the runtime. Returns the number of live tasks and armed timers

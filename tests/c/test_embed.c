@@ -12,12 +12,12 @@
 #include "crt.h"
 
 static int failures;
-#define CHECK(c)                                                                                 \
-  do {                                                                                           \
-    if (!(c)) {                                                                                  \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                    \
-      failures++;                                                                                \
-    }                                                                                            \
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
+      failures++;                                                                                  \
+    }                                                                                              \
   } while (0)
 
 static char logged[4096];

@@ -29,12 +29,12 @@ static void on_fire(crt_timer *tm) {
 }
 
 static int failures;
-#define CHECK(c)                                                                                 \
-  do {                                                                                           \
-    if (!(c)) {                                                                                  \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                    \
-      failures++;                                                                                \
-    }                                                                                            \
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
+      failures++;                                                                                  \
+    }                                                                                              \
   } while (0)
 
 static void run_until_idle(crt_runtime *rt) {
@@ -85,7 +85,7 @@ static void test_clamps(void) {
   crt_timer_init(&a, on_fire);
   crt_timer_init(&b, on_fire);
   crt_timer_init(&c, on_fire);
-  crt_timer_start(rt, &a, -5); /* negative: due now */
+  crt_timer_start(rt, &a, -5);    /* negative: due now */
   crt_timer_start(rt, &b, 1e300); /* huge: never */
   crt_timer_start(rt, &c, 1.0 / 0.0);
   CHECK(b.due == CRT_TIMER_NEVER);

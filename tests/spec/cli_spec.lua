@@ -39,7 +39,7 @@ describe("crt command line", function()
   end)
 
   it("runs the main chunk as a task: waiting works at top level", function()
-    local code, out = crt_run([[-e 'crt.sleep(0.001) print(crt.spawn(function() return 5 end):await())']])
+    local code, out = crt_run("-e " .. q("crt.sleep(0.001) print(crt.spawn(function() return 5 end):await())"))
     assert.are.equal(0, code)
     assert.are.equal("5\n", out)
   end)
@@ -144,7 +144,8 @@ describe("crt command line", function()
   end)
 
   it("prints an error nobody awaited, keeps running, and exits 1", function()
-    local code, out, err = crt_run([[-e 'crt.spawn(function() error("lost?") end) crt.sleep(0.005) print("still running")']])
+    local code, out, err = crt_run("-e " .. q('crt.spawn(function() error("lost?") end) ' ..
+      'crt.sleep(0.005) print("still running")'))
     assert.are.equal(1, code)
     assert.are.equal("still running\n", out)
     assert.matches("nobody awaited", err)
@@ -153,7 +154,8 @@ describe("crt command line", function()
   end)
 
   it("does not report an error that was awaited later", function()
-    local code, _, err = crt_run([[-e 't = crt.spawn(function() error("x") end) crt.sleep(0.005) print(pcall(t.await, t))']])
+    local code, _, err = crt_run("-e " .. q('t = crt.spawn(function() error("x") end) ' ..
+      'crt.sleep(0.005) print(pcall(t.await, t))'))
     assert.are.equal(0, code)
     assert.are.equal("", err)
   end)
@@ -165,13 +167,15 @@ describe("crt command line", function()
   end)
 
   it("lives until every task and timer is done", function()
-    local code, out = crt_run([[-e 'crt.spawn(function() crt.sleep(0.01) print("task") end) crt.after(0.02, function() print("timer") end) print("main")']])
+    local code, out = crt_run("-e " .. q('crt.spawn(function() crt.sleep(0.01) print("task") end) ' ..
+      'crt.after(0.02, function() print("timer") end) print("main")'))
     assert.are.equal(0, code)
     assert.are.equal("main\ntask\ntimer\n", out)
   end)
 
   it("exits with crt.exit(code), cancelling what is left", function()
-    local code, out = crt_run([[-e 'crt.spawn(function() local ok = pcall(crt.sleep, 10) print("cleanup", ok) end) crt.sleep(0.001) crt.exit(7) print("not reached")']])
+    local code, out = crt_run("-e " .. q('crt.spawn(function() local ok = pcall(crt.sleep, 10) ' ..
+      'print("cleanup", ok) end) crt.sleep(0.001) crt.exit(7) print("not reached")'))
     assert.are.equal(7, code)
     assert.are.equal("cleanup\tfalse\n", out)
     assert.are.equal(0, (crt_run("-e 'crt.exit(true)'")))
