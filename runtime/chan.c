@@ -199,11 +199,21 @@ static void chan_free(crt_chan *ch) {
   free(ch);
 }
 
-void crt_chan_retain(crt_chan *ch) { atomic_fetch_add(&ch->refs, 1); }
+/* A local channel is reachable from one thread only: its count needs no
+ * atomic read-modify-write. It becomes shared on that same thread. */
+void crt_chan_retain(crt_chan *ch) {
+  if (ch->shared)
+    atomic_fetch_add(&ch->refs, 1);
+  else
+    atomic_store_explicit(&ch->refs, atomic_load_explicit(&ch->refs, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 void crt_chan_release(crt_chan *ch) {
   if (!ch->shared) {
-    if (atomic_fetch_sub(&ch->refs, 1) == 1)
+    int n = atomic_load_explicit(&ch->refs, memory_order_relaxed) - 1;
+    atomic_store_explicit(&ch->refs, n, memory_order_relaxed);
+    if (n == 0)
       chan_free(ch);
     return;
   }
@@ -258,11 +268,17 @@ crt_chan *crt_chan_test(lua_State *L, int idx) {
   return p ? p->ch : NULL;
 }
 
+/* Every method has the channel metatable as upvalue 1: comparing it is much
+ * cheaper than luaL_testudata's registry lookup by name, on the hot path. */
 static crt_chan *check_chan(lua_State *L, const char *fname) {
-  proxy *p = luaL_testudata(L, 1, CRT_CHAN_MT);
-  if (!p)
-    crt_typeerror(L, fname, 1, "channel");
-  return p->ch;
+  proxy *p = lua_touserdata(L, 1);
+  if (p && lua_getmetatable(L, 1)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok)
+      return p->ch;
+  }
+  crt_typeerror(L, fname, 1, "channel");
 }
 
 /* ---- the ring ----------------------------------------------------------- */
@@ -614,11 +630,29 @@ static void recv_finish(lua_State *L, crt_chan *ch, int st, item *it, crt_waiter
     wake(s, 0);
 }
 
+/* A waiter for the calling task or thread, made only when an operation must
+ * wait (under the channel's lock: it touches no Lua state). NULL when out of
+ * memory. */
+static crt_waiter *waiter_make(crt_chan *ch, int op, crt_task *t, crt_tctx *tc) {
+  crt_waiter *w = waiter_new();
+  if (!w)
+    return NULL;
+  crt_chan_retain(ch);
+  w->ch = ch;
+  w->op = op;
+  w->task = t;
+  w->tc = tc;
+  w->rt = t ? crt_task_rt(t) : NULL;
+  return w;
+}
+
 /* Send the value at stack index vidx. Returns 1 when it was handed to a
- * receiver or queued. Otherwise 0, and when w is given it was queued as a
- * parked sender (shared: the value encoded into it; local: w->slot names
- * where the value stays on the caller's stack). Raises when ch is closed. */
-static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_waiter *w) {
+ * receiver or queued. Otherwise 0; when the caller can wait (t or tc given)
+ * a waiter was queued as a parked sender and stored in *wout (shared: the
+ * value encoded into it; local: the value stays at vidx on the caller's
+ * stack). Raises when ch is closed. */
+static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_task *t,
+                   crt_tctx *tc, crt_waiter **wout) {
   item enc = {ITEM_NONE, 0, NULL};
   if (ch->shared) {
     lua_pushvalue(L, vidx);
@@ -634,13 +668,19 @@ static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_
     return crt_errorf(L, fname, "channel is closed");
   }
   if (st == ST_WAIT) {
+    crt_waiter *w = (t || tc) ? waiter_make(ch, OP_SEND, t, tc) : NULL;
     if (w) {
       w->val = enc;
+      w->slot = vidx;
       wq_push(&ch->sendq, w);
+      *wout = w;
     }
     unlock(ch);
-    if (!w)
+    if (!w) {
       item_free(&enc);
+      if (t || tc)
+        return luaL_error(L, "%s: not enough memory", fname);
+    }
     return 0;
   }
   if (ch->shared) {
@@ -660,16 +700,21 @@ static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_
 }
 
 /* Receive: push the value (nil once closed and drained) and return 1, or
- * queue w as a parked receiver (when given) and return 0. */
-static int recv_op(lua_State *L, crt_chan *ch, crt_waiter *w) {
+ * (when the caller can wait) queue a waiter, store it in *wout, return 0. */
+static int recv_op(lua_State *L, crt_chan *ch, crt_task *t, crt_tctx *tc, crt_waiter **wout) {
   item it;
   crt_waiter *s = NULL;
   lock(ch);
   int st = recv_core(ch, &it, &s);
   if (st == ST_WAIT) {
-    if (w)
+    crt_waiter *w = (t || tc) ? waiter_make(ch, OP_RECV, t, tc) : NULL;
+    if (w) {
       wq_push(&ch->recvq, w);
+      *wout = w;
+    }
     unlock(ch);
+    if (!w && (t || tc))
+      return luaL_error(L, "channel:recv: not enough memory");
     return 0;
   }
   unlock(ch);
@@ -725,19 +770,6 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-static crt_waiter *waiter_for(lua_State *L, crt_chan *ch, int op, crt_task *t, crt_tctx *tc) {
-  crt_waiter *w = waiter_new();
-  if (!w)
-    luaL_error(L, "channel: not enough memory");
-  crt_chan_retain(ch);
-  w->ch = ch;
-  w->op = op;
-  w->task = t;
-  w->tc = tc;
-  w->rt = t ? crt_task_rt(t) : NULL;
-  return w;
-}
-
 /* A thread without a loop waits for its queued waiter to be claimed. An
  * interrupt (cancellation of the job) raises crt.Cancelled, unless the
  * operation completed meanwhile: then it completes, and the interrupt stays
@@ -779,61 +811,43 @@ static const char *const outside_task =
 
 static int chan_send(lua_State *L) {
   crt_chan *ch = check_chan(L, fname_send);
-  if (lua_isnoneornil(L, 2))
+  if (lua_type(L, 2) <= LUA_TNIL)
     return crt_argerror(L, fname_send, 1, "value expected, got nil");
-  lua_settop(L, 2);
   crt_task *t = crt_task_current(L);
   crt_tctx *tc = t ? NULL : crt_tctx_current();
-  if (!t && !tc) {
-    if (send_op(L, ch, fname_send, 2, NULL))
-      goto sent;
-    return crt_errorf(L, fname_send, "channel is full: %s", outside_task);
-  }
-  lock(ch);
-  int closed = ch->closed;
-  unlock(ch);
-  if (closed) /* checked first so that no waiter is held when raising */
-    return crt_errorf(L, fname_send, "channel is closed");
-  crt_waiter *w = waiter_for(L, ch, OP_SEND, t, tc);
-  w->slot = 2;
-  if (!send_op(L, ch, fname_send, 2, w))
+  crt_waiter *w = NULL;
+  if (!send_op(L, ch, fname_send, 2, t, tc, &w)) {
+    if (!w)
+      return crt_errorf(L, fname_send, "channel is full: %s", outside_task);
     return wait_for(L, w, send_k);
-  waiter_free(w);
-sent:
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int chan_recv(lua_State *L) {
   crt_chan *ch = check_chan(L, "channel:recv");
-  lua_settop(L, 1);
   crt_task *t = crt_task_current(L);
   crt_tctx *tc = t ? NULL : crt_tctx_current();
-  if (!t && !tc) {
-    if (recv_op(L, ch, NULL))
-      return 1;
+  crt_waiter *w = NULL;
+  if (recv_op(L, ch, t, tc, &w))
+    return 1;
+  if (!w)
     return crt_errorf(L, "channel:recv", "channel is empty: %s", outside_task);
-  }
-  crt_waiter *w = waiter_for(L, ch, OP_RECV, t, tc);
-  if (!recv_op(L, ch, w))
-    return wait_for(L, w, recv_k);
-  waiter_free(w);
-  return 1;
+  return wait_for(L, w, recv_k);
 }
 
 static int chan_try_send(lua_State *L) {
   crt_chan *ch = check_chan(L, "channel:try_send");
-  if (lua_isnoneornil(L, 2))
+  if (lua_type(L, 2) <= LUA_TNIL)
     return crt_argerror(L, "channel:try_send", 1, "value expected, got nil");
-  lua_settop(L, 2);
-  lua_pushboolean(L, send_op(L, ch, "channel:try_send", 2, NULL));
+  lua_pushboolean(L, send_op(L, ch, "channel:try_send", 2, NULL, NULL, NULL));
   return 1;
 }
 
 static int chan_try_recv(lua_State *L) {
   crt_chan *ch = check_chan(L, "channel:try_recv");
-  lua_settop(L, 1);
-  if (!recv_op(L, ch, NULL))
+  if (!recv_op(L, ch, NULL, NULL, NULL))
     lua_pushnil(L);
   return 1;
 }
@@ -842,7 +856,7 @@ int crt_chan_offer(lua_State *L, crt_chan *ch) {
   lock(ch);
   int closed = ch->closed;
   unlock(ch);
-  int ok = closed ? 0 : send_op(L, ch, fname_send, lua_gettop(L), NULL);
+  int ok = closed ? 0 : send_op(L, ch, fname_send, lua_gettop(L), NULL, NULL, NULL);
   lua_pop(L, 1);
   return ok;
 }
@@ -885,7 +899,7 @@ static int chan_len(lua_State *L) {
 
 static int chan_iter(lua_State *L) {
   check_chan(L, "channel:iter");
-  lua_pushcfunction(L, chan_recv);
+  lua_getfield(L, 1, "recv"); /* the method, with its upvalue */
   lua_pushvalue(L, 1);
   return 2;
 }
@@ -1274,15 +1288,15 @@ int crt_open_channel(lua_State *L) {
       {"send", chan_send},         {"recv", chan_recv},   {"try_send", chan_try_send},
       {"try_recv", chan_try_recv}, {"close", chan_close}, {"iter", chan_iter},
       {"closed", chan_is_closed},  {"stats", chan_stats}, {NULL, NULL}};
+  static const luaL_Reg metamethods[] = {
+      {"__len", chan_len}, {"__gc", chan_gc}, {"__tostring", chan_tostring}, {NULL, NULL}};
   if (luaL_newmetatable(L, CRT_CHAN_MT)) {
-    luaL_newlib(L, methods);
+    luaL_newlibtable(L, methods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, chan_len);
-    lua_setfield(L, -2, "__len");
-    lua_pushcfunction(L, chan_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, chan_tostring);
-    lua_setfield(L, -2, "__tostring");
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, metamethods, 1);
   }
   lua_pop(L, 1);
   /* The store of queued local values, and the weak proxy cache. */

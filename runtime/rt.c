@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "rt.h"
+#include "alloc.h"
 #include "chan.h"
 #include "scheduler.h"
 
@@ -188,13 +189,13 @@ static crt_runtime *attach(lua_State *L, const crt_config *config, int owns_stat
 }
 
 crt_runtime *crt_open(const crt_config *config) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = crt_arena_newstate();
   if (!L)
     return NULL;
   luaL_openlibs(L);
   crt_runtime *rt = attach(L, config, 1);
   if (!rt) {
-    lua_close(L);
+    crt_arena_close_state(L);
     return NULL;
   }
   /* The crt table is at the top: make it require "crt" and, for scripts, the
@@ -388,7 +389,7 @@ void crt_close(crt_runtime *rt) {
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
   if (rt->owns_state)
-    lua_close(L);
+    crt_arena_close_state(L);
   crt_chan_thread_cleanup();
   pthread_mutex_destroy(&rt->post_mu);
   free(rt->error);

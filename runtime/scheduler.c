@@ -43,23 +43,24 @@ struct crt_task {
   void *unpark_data;
   lua_KFunction k;
   lua_KContext kctx;
-  crt_task *awaiters;                /* tasks parked awaiting this one */
-  crt_task *await_next, *await_prev; /* links in the awaited task's list */
-  crt_task *awaiting;                /* the task this one awaits */
-  crt_task *fnext, *fprev;           /* the unobserved-failure list */
+  crt_task *awaiters;      /* tasks parked awaiting this one */
+  crt_task *await_next;    /* link in the awaited task's list */
+  crt_task *fnext, *fprev; /* rt->alive while alive; rt->unobserved after */
   notify *notify;
-  int ref;   /* registry pin while alive, LUA_NOREF after */
-  int nargs; /* values pushed on co for the next resume */
-  int nres;  /* DONE: results at the top of co; FAILED: 2 (error, traceback) */
-  unsigned char status;
-  unsigned char parked;     /* waiting for wake or unpark */
-  unsigned char queued;     /* in the ready queue */
-  unsigned char cancel_req; /* deliver crt.Cancelled at the next wait point */
-  unsigned char cancel_now; /* deliver crt.Cancelled when resumed */
-  unsigned char observed;   /* its end was awaited (or it cannot fail) */
-  unsigned char unobs;      /* in the unobserved-failure list */
-  unsigned char timed_out;  /* the deadline fired before a wake */
-  unsigned char deferred;   /* unpark found the wait already completing */
+  int ref; /* registry pin while alive, LUA_NOREF after */
+  /* Values pushed on co for the next resume; once DONE, the results at the
+   * top of co; once FAILED or CANCELLED, 2 (error, traceback). */
+  int nres;
+  /* Kept small: a parked task should cost little more than its coroutine. */
+  unsigned status : 3;
+  unsigned parked : 1;     /* waiting for wake or unpark */
+  unsigned queued : 1;     /* in the ready queue */
+  unsigned cancel_req : 1; /* deliver crt.Cancelled at the next wait point */
+  unsigned cancel_now : 1; /* deliver crt.Cancelled when resumed */
+  unsigned observed : 1;   /* its end was awaited (or it cannot fail) */
+  unsigned unobs : 1;      /* in the unobserved-failure list */
+  unsigned timed_out : 1;  /* the deadline fired before a wake */
+  unsigned deferred : 1;   /* unpark found the wait already completing */
 };
 
 /* The task being resumed on this thread (tasks of nested runtimes on the same
@@ -169,7 +170,7 @@ void crt_task_wake(crt_task *t, int n) {
   t->parked = 0;
   t->unpark = NULL;
   t->unpark_data = NULL;
-  t->nargs = n;
+  t->nres = n;
   ready_push(t->rt, t);
 }
 
@@ -280,8 +281,7 @@ static void finish(crt_task *t, int st, int nres) {
 
   for (crt_task *a = t->awaiters; a;) {
     crt_task *next = a->await_next;
-    a->await_next = a->await_prev = NULL;
-    a->awaiting = NULL;
+    a->await_next = NULL;
     t->observed = 1;
     crt_task_wake(a, 0);
     a = next;
@@ -311,8 +311,7 @@ static void finish(crt_task *t, int st, int nres) {
 static void resume(crt_task *t) {
   crt_runtime *rt = t->rt;
   lua_State *co = t->co;
-  int nargs = t->nargs;
-  t->nargs = 0;
+  int nargs = t->nres;
   if (t->status == CRT_TASK_PENDING) {
     if (t->cancel_req) {
       /* Cancelled before it ever ran: it ends cancelled, its body unrun. */
@@ -323,8 +322,7 @@ static void resume(crt_task *t) {
     }
     t->status = CRT_TASK_RUNNING;
   }
-  t->nres = nargs; /* park_k returns these when there is no continuation */
-  t->parked = 0;
+  t->parked = 0; /* nres: what park_k returns when there is no continuation */
   crt_task *saved = running;
   running = t;
   int nres = 0;
@@ -334,6 +332,7 @@ static void resume(crt_task *t) {
     if (!t->parked) {
       /* A bare coroutine.yield() in a task: it acts as crt.yield(). */
       lua_pop(co, nres);
+      t->nres = 0;
       ready_push(rt, t);
     }
     return;
@@ -378,7 +377,7 @@ crt_task *crt_task_spawn(crt_runtime *rt, lua_State *L, int nargs) {
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->status = CRT_TASK_PENDING;
-  t->nargs = nargs;
+  t->nres = nargs;
   rt->nalive++;
   list_add(&rt->alive, t);
   ready_push(rt, t);
@@ -410,7 +409,7 @@ void crt_task_cancel(crt_task *t) {
     if (crt_timer_armed(&t->timer))
       crt_timer_stop(t->rt, &t->timer);
     t->cancel_now = 1;
-    t->nargs = 0;
+    t->nres = 0;
     ready_push(t->rt, t);
   } else {
     t->cancel_req = 1; /* running, queued or not started yet */
@@ -504,6 +503,7 @@ int crt_task_yield(lua_State *L, crt_task *t) {
   t->parked = 1;
   t->k = NULL;
   t->unpark = NULL;
+  t->nres = 0;
   ready_push(t->rt, t);
   return lua_yieldk(L, 0, (lua_KContext)t, park_k);
 }
@@ -534,14 +534,15 @@ static int push_outcome(lua_State *L, crt_task *t) {
 
 static void await_unpark(crt_task *t, void *data) {
   crt_task *target = data;
-  if (t->await_prev)
-    t->await_prev->await_next = t->await_next;
-  else if (target->awaiters == t)
-    target->awaiters = t->await_next;
-  if (t->await_next)
-    t->await_next->await_prev = t->await_prev;
-  t->await_next = t->await_prev = NULL;
-  t->awaiting = NULL;
+  /* Awaiters of one task are few: a walk is cheaper than a back link in
+   * every task. */
+  for (crt_task **p = &target->awaiters; *p; p = &(*p)->await_next) {
+    if (*p == t) {
+      *p = t->await_next;
+      break;
+    }
+  }
+  t->await_next = NULL;
 }
 
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
@@ -557,11 +558,7 @@ int crt_task_await(lua_State *L, crt_task *target) {
   crt_task *self = crt_task_require(L, "task:await");
   if (self == target)
     return crt_errorf(L, "task:await", "a task cannot await itself");
-  self->awaiting = target;
-  self->await_prev = NULL;
   self->await_next = target->awaiters;
-  if (target->awaiters)
-    target->awaiters->await_prev = self;
   target->awaiters = self;
   if (self->cancel_req) {
     await_unpark(self, target);
