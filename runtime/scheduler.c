@@ -208,16 +208,14 @@ static void unobserved_remove(crt_runtime *rt, crt_task *t) {
   list_remove(&rt->unobserved, t);
 }
 
-/* Print the error of a failed task nobody awaited. */
-static void report(crt_task *t, const char *what) {
+/* Print the error of a failed task nobody awaited. L is the running thread
+ * (the main state in the scheduler, whichever thread runs a finalizer). */
+static void report(lua_State *L, crt_task *t, const char *what) {
   lua_State *co = t->co;
-  const char *tb = lua_tostring(co, -1); /* the traceback string (see fail) */
-  luaL_Buffer b;
-  lua_State *L = t->rt->L;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, what);
-  luaL_addstring(&b, tb ? tb : "(no traceback)");
-  luaL_pushresult(&b);
+  const char *tb = lua_tostring(co, -1); /* the traceback string (see finish) */
+  lua_pushstring(L, what);
+  lua_pushstring(L, tb ? tb : "(no traceback)");
+  lua_concat(L, 2);
   crt_rt_log(t->rt, CRT_LOG_ERROR, lua_tostring(L, -1));
   lua_pop(L, 1);
   t->rt->nreported++;
@@ -292,7 +290,7 @@ static void finish(crt_task *t, int st, int nres) {
   list_remove(&rt->alive, t);
   if (t->status == CRT_TASK_FAILED && !t->observed) {
     if (t == rt->main_task) {
-      report(t, "crt: error in the main chunk:\n");
+      report(rt->L, t, "crt: error in the main chunk:\n");
       t->observed = 1;
       rt->exiting = 1;
       rt->exit_code = 1;
@@ -603,7 +601,7 @@ int crt_task_gc(lua_State *L) {
   crt_task *t = luaL_checkudata(L, 1, CRT_TASK_MT);
   if (t->unobs && t->rt) {
     unobserved_remove(t->rt, t);
-    report(t, "crt: error in a task that nobody awaited:\n");
+    report(L, t, "crt: error in a task that nobody awaited:\n");
   }
   return 0;
 }
@@ -612,7 +610,7 @@ void crt_sched_report_unobserved(crt_runtime *rt) {
   while (rt->unobserved) {
     crt_task *t = rt->unobserved;
     unobserved_remove(rt, t);
-    report(t, "crt: error in a task that nobody awaited:\n");
+    report(rt->L, t, "crt: error in a task that nobody awaited:\n");
   }
 }
 
