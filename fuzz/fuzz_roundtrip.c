@@ -151,6 +151,9 @@ static uint64_t u64(prog *g) {
 static void build(prog *g) {
   while (g->p < g->end) {
     int top = lua_gettop(A);
+    /* C code may push only LUA_MINSTACK values without asking. */
+    if (!lua_checkstack(A, 8))
+      abort();
     unsigned op = byte(g) % 16;
     switch (op) {
     case 0: lua_pushinteger(A, (lua_Integer)(int8_t)byte(g)); break;
@@ -235,6 +238,8 @@ static void build(prog *g) {
 }
 
 static char *dump(lua_State *L, int first, int n) {
+  if (!lua_checkstack(L, n + 4))
+    abort();
   lua_getglobal(L, "DUMP");
   for (int i = 0; i < n; i++)
     lua_pushvalue(L, first + i);

@@ -34,9 +34,25 @@
  *                                           function object index: shared upvalues
  *                                           stay shared)
  *
- * Array items 1..narr are the table's border (lua_rawlen) and may hold NIL
- * for holes. Tables and functions are numbered when they first appear, before
- * their contents, so that cycles can refer back to an object being built.
+ * Tags are one byte each, numbered as in the enum below. Array items 1..narr
+ * are the table's border (lua_rawlen) and may hold NIL for holes. Tables and
+ * functions are numbered when they first appear, before their contents, so
+ * that cycles can refer back to an object being built.
+ *
+ * What is copied how. Table contents are read raw (no __pairs, __index or
+ * __len); a table with a metatable needs it registered (crt.codec.register)
+ * in both states. A function's upvalue named _ENV, or holding the sender's
+ * globals table, is not copied but bound to the receiver's globals (also
+ * when a script gave a function its own _ENV table: that table is not sent).
+ * Standard C functions travel by name; decode treats them as functions, so
+ * they too need CRT_CODEC_FUNCTIONS. A channel is made shared and sent by id;
+ * the crt_buf retains it until the buffer is reset, a string made from the
+ * bytes does not.
+ *
+ * Error paths name the value as Lua code would reach it: .name for
+ * identifier keys, [3], ["odd key"], [2.5], [true], [<table>] for other
+ * keys, "upvalue 'x'" for upvalues, and {key} when the key itself is what
+ * cannot be copied (".a{key}[1]": item 1 of a table used as a key in .a).
  *
  * Safety of decoding. Every count and length is checked against the bytes
  * that remain before anything is allocated, counting the bytes that the open
@@ -126,6 +142,7 @@ static void cfadd(lua_State *L, int map, const char *name) {
 /* Push this state's function <-> name map, building it the first time. May
  * raise (memory); callers run protected. */
 static void cfmap(lua_State *L) {
+  luaL_checkstack(L, 12, "codec");
   if (lua_getfield(L, LUA_REGISTRYINDEX, CFREG) == LUA_TTABLE)
     return;
   lua_pop(L, 1);
@@ -484,7 +501,7 @@ static void enct(enc *e, int idx, int depth) {
   luaL_checkstack(L, 6, "codec");
   addobj(e, p, e->nobj++, 0);
   if (lua_getmetatable(L, idx)) {
-    if (e->mtslot == 0 || lua_isnil(L, e->mtslot)) {
+    if (lua_isnil(L, e->mtslot)) {
       lua_getfield(L, LUA_REGISTRYINDEX, CRT_CODEC_MTREG);
       lua_replace(L, e->mtslot);
     }
@@ -551,8 +568,10 @@ static void enct(enc *e, int idx, int depth) {
     lua_settop(L, top + 1);
     nhash++;
   }
-  /* Items after the last pair lua_next gave (trailing holes cannot exist:
-   * narr is a border, so item narr is not nil). */
+  /* Whatever of 1..narr is still unwritten. lua_next yields item narr (a
+   * border is not nil), which either completes the sequence or triggers the
+   * catch-up above, so nothing is left in practice; this keeps the array
+   * count right whatever the traversal order. */
   sg->kind = S_INDEX;
   for (; next <= narr; next++) {
     sg->i = (lua_Integer)next;
@@ -666,6 +685,7 @@ static void encchan(enc *e, crt_chan *ch) {
   if (e->flags & CRT_CODEC_NOCHANS)
     efail(e, "channel: channels cannot cross a process boundary");
   uint64_t id;
+  luaL_checkstack(e->L, 8, "codec");
   if (crt_chan_share(e->L, ch, &id) != 0)
     efail(e, lua_isstring(e->L, -1) ? lua_tostring(e->L, -1) : "channel cannot be shared");
   if (crt_buf_add_chan(e->b, ch) != 0)
@@ -1056,6 +1076,7 @@ static void decv(dec *d, int depth) {
     if (d->flags & CRT_CODEC_NOCHANS)
       dfail(d, "input contains a channel, and channels cannot cross a process boundary");
     uint64_t id = get64(d);
+    luaL_checkstack(L, 8, "codec");
     if (crt_chan_push_id(L, id) != 0)
       dfail(d, "unknown channel in input (closed and collected?)");
     break;
