@@ -1236,8 +1236,9 @@ static int chan_select(lua_State *L) {
       lua_pushnil(L);
       return 2;
     }
+    crt_chan *ch = w->ch; /* kept alive by its proxy on our stack */
     sel_free(sel);
-    recv_finish(L, w->ch, st, &it, peer);
+    recv_finish(L, ch, st, &it, peer);
     lua_pushinteger(L, chosen);
     lua_insert(L, -2);
     return 2;
