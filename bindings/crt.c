@@ -10,6 +10,7 @@
 
 #include "chan.h"
 #include "codec.h"
+#include "io.h"
 #include "rt.h"
 #include "scheduler.h"
 
@@ -33,6 +34,10 @@ int crt_open_lib(lua_State *L, crt_runtime *rt) {
   crt_open_channel(L);
   crt_open_codec(L);
   lua_setfield(L, -2, "codec");
+  crt_open_fs(L, rt);
+  crt_open_net(L, rt);
+  crt_open_signal(L, rt);
+  crt_open_exec(L, rt);
 
   size_t len;
   const char *src = crt_lua_source("prelude", &len);

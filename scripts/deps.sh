@@ -18,7 +18,7 @@ CRT_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 CRT_BUILD_PACKAGES=(cmake gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4)
 # shellcheck disable=SC2034
-CRT_TEST_PACKAGES=(lua-busted lua-check clang libclang-rt-14-dev valgrind)
+CRT_TEST_PACKAGES=(lua-busted lua-check clang libclang-rt-14-dev valgrind python3 netcat-openbsd socat curl)
 # shellcheck disable=SC2034
 CRT_LINT_PACKAGES=(lua-check clang-format clang-tidy cppcheck)
 
