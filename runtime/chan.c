@@ -812,7 +812,7 @@ static const char *const outside_task =
 static int chan_send(lua_State *L) {
   crt_chan *ch = check_chan(L, fname_send);
   if (lua_type(L, 2) <= LUA_TNIL)
-    return crt_argerror(L, fname_send, 1, "value expected, got nil");
+    return crt_argerror(L, fname_send, 2, "value expected, got nil");
   crt_task *t = crt_task_current(L);
   crt_tctx *tc = t ? NULL : crt_tctx_current();
   crt_waiter *w = NULL;
@@ -840,7 +840,7 @@ static int chan_recv(lua_State *L) {
 static int chan_try_send(lua_State *L) {
   crt_chan *ch = check_chan(L, "channel:try_send");
   if (lua_type(L, 2) <= LUA_TNIL)
-    return crt_argerror(L, "channel:try_send", 1, "value expected, got nil");
+    return crt_argerror(L, "channel:try_send", 2, "value expected, got nil");
   lua_pushboolean(L, send_op(L, ch, "channel:try_send", 2, NULL, NULL, NULL));
   return 1;
 }

@@ -71,12 +71,28 @@ int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...) {
   abort(); /* not reached: lua_error does not return */
 }
 
+/* Like luaL_argerror: callers give stack indices; in a method call (o:m(x))
+ * self is not counted, and a bad self is named as such. */
+static int method_call(lua_State *L, int *arg) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.namewhat &&
+      strcmp(ar.namewhat, "method") == 0) {
+    (*arg)--;
+    return *arg == 0;
+  }
+  return 0;
+}
+
 int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg) {
+  if (method_call(L, &arg))
+    crt_errorf(L, fname, "bad self (%s)", msg);
   crt_errorf(L, fname, "bad argument #%d (%s)", arg, msg);
 }
 
 int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname) {
   const char *got = lua_type(L, arg) == LUA_TNONE ? "no value" : luaL_typename(L, arg);
+  if (method_call(L, &arg))
+    crt_errorf(L, fname, "bad self (%s expected, got %s)", tname, got);
   crt_errorf(L, fname, "bad argument #%d (%s expected, got %s)", arg, tname, got);
 }
 

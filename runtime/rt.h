@@ -115,7 +115,9 @@ void crt_rt_set_error(struct crt_runtime *rt, const char *msg);
 
 /* Raise a Lua error naming the function: "<fname>: <fmt...>". */
 CRT_NORETURN int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...);
-/* Raise "<fname>: bad argument #<arg> (<msg>)". */
+/* Raise "<fname>: bad argument #<arg> (<msg>)". `arg` is a stack index; as
+ * in luaL_argerror, a method call (o:m(x)) does not count self, and a bad
+ * self reads "<fname>: bad self (<msg>)". */
 CRT_NORETURN int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg);
 /* Raise "<fname>: bad argument #<arg> (<tname> expected, got <type>)". */
 CRT_NORETURN int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname);

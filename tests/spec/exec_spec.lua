@@ -230,9 +230,9 @@ describe("crt.process.command", function()
     assert.is_true(p:kill("USR1"))
     assert.are.same({nil, "SIGUSR1"}, {p:wait()})
     assert.has_error(function() p:kill("SIGNOPE") end,
-      "proc:kill: bad argument #2 (unknown signal 'SIGNOPE')")
+      "proc:kill: bad argument #1 (unknown signal 'SIGNOPE')")
     assert.has_error(function() p:kill({}) end,
-      "proc:kill: bad argument #2 (signal name or number expected, got table)")
+      "proc:kill: bad argument #1 (signal name or number expected, got table)")
   end)
 
   it("stdio can be inherited or /dev/null instead of pipes", function()

@@ -339,13 +339,13 @@ describe("crt.fs", function()
       assert(fs.write(dir .. "/f", "abc"))
       local f = assert(fs.open(dir .. "/f", "r"))
       assert.has_error(function() f:read(-1) end,
-        "file:read: bad argument #2 (count must be a non-negative integer)")
+        "file:read: bad argument #1 (count must be a non-negative integer)")
       assert.has_error(function() f:read("l") end,
-        "file:read: bad argument #2 (invalid format (a count or \"a\"))")
+        "file:read: bad argument #1 (invalid format (a count or \"a\"))")
       assert.has_error(function() f:seek(0, "middle") end,
-        "file:seek: bad argument #3 (invalid whence (\"set\", \"cur\" or \"end\"))")
+        "file:seek: bad argument #2 (invalid whence (\"set\", \"cur\" or \"end\"))")
       assert.has_error(function() f:seek("x") end,
-        "file:seek: bad argument #2 (integer expected, got string)")
+        "file:seek: bad argument #1 (integer expected, got string)")
       check_fail("EINVAL", f:seek(-10))
       assert.has_error(function() f.read({}, 1) end,
         "file:read: bad argument #1 (file expected, got table)")

@@ -237,19 +237,19 @@ describe("crt.net", function()
     it("raises on a stream closed here and on bad arguments", function()
       local c, s = pair()
       assert.has_error(function() c:write(42) end,
-        "stream:write: bad argument #2 (string expected, got number)")
+        "stream:write: bad argument #1 (string expected, got number)")
       assert.has_error(function() c:write() end,
-        "stream:write: bad argument #2 (string expected, got no value)")
+        "stream:write: bad argument #1 (string expected, got no value)")
       assert.has_error(function() c:read_exactly(-1) end,
-        "stream:read_exactly: bad argument #2 (negative count)")
+        "stream:read_exactly: bad argument #1 (negative count)")
       assert.has_error(function() c:read_exactly(1 << 40) end,
-        "stream:read_exactly: bad argument #2 (count too large (at most 1 GiB))")
+        "stream:read_exactly: bad argument #1 (count too large (at most 1 GiB))")
       assert.has_error(function() c:read_exactly("x") end,
-        "stream:read_exactly: bad argument #2 (integer expected, got string)")
+        "stream:read_exactly: bad argument #1 (integer expected, got string)")
       assert.has_error(function() c:read(0) end,
-        "stream:read: bad argument #2 (count must be positive)")
+        "stream:read: bad argument #1 (count must be positive)")
       assert.has_error(function() c:read("a") end,
-        "stream:read: bad argument #2 (integer expected, got string)")
+        "stream:read: bad argument #1 (integer expected, got string)")
       assert.has_error(function() c.read(s == c) end,
         "stream:read: bad argument #1 (stream expected, got boolean)")
       c:close()
@@ -500,13 +500,13 @@ describe("crt.net", function()
     it("reports failures and rejects bad arguments", function()
       local a = assert(net.udp{port = 0})
       assert.has_error(function() a:send(1, "127.0.0.1", 9) end,
-        "socket:send: bad argument #2 (string expected, got number)")
+        "socket:send: bad argument #1 (string expected, got number)")
       assert.has_error(function() a:send("x", "127.0.0.1", 0) end,
-        "socket:send: bad argument #4 (port out of range (1-65535))")
+        "socket:send: bad argument #3 (port out of range (1-65535))")
       assert.has_error(function() a:send("x", "", 9) end,
-        "socket:send: bad argument #3 (empty string)")
+        "socket:send: bad argument #2 (empty string)")
       assert.has_error(function() a:send(string.rep("x", 70000), "127.0.0.1", 9) end,
-        "socket:send: bad argument #2 (datagram too large (at most 65535 bytes))")
+        "socket:send: bad argument #1 (datagram too large (at most 65535 bytes))")
       check_fail("^EAI_", a:send("x", "no-such-host.invalid", 9))
       a:close()
       local b = assert(net.udp{port = 0})
