@@ -15,18 +15,10 @@
 
 #include "chan.h"
 #include "codec.h"
+#include "check.h"
 #include "crt.h"
 #include "scheduler.h"
 #include "tctx.h"
-
-static int failures;
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 #define NWORKERS 4
 #define PER_WORKER 2000
@@ -100,7 +92,7 @@ static void join(worker *ws, int n) {
     pthread_join(ws[i].thread, NULL);
     if (ws[i].error[0]) {
       fprintf(stderr, "worker %d: %s\n", ws[i].id, ws[i].error);
-      failures++;
+      check_failures++;
     }
     crt_tctx_destroy(&ws[i].tc);
     free(ws[i].chans);
@@ -211,6 +203,5 @@ int main(void) {
   test_producers_consumers();
   test_thread_select();
   test_interrupt();
-  printf("chan_threads: %s\n", failures ? "FAIL" : "ok");
-  return failures ? 1 : 0;
+  return CHECK_RESULT("chan_threads");
 }

@@ -9,16 +9,8 @@
 
 #include <lauxlib.h>
 
+#include "check.h"
 #include "crt.h"
-
-static int failures;
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static char logged[4096];
 static int nlogged;
@@ -169,6 +161,5 @@ int main(void) {
   test_deadlock();
   test_close_pending();
   test_module_entry();
-  printf("embed: %s\n", failures ? "FAIL" : "ok");
-  return failures ? 1 : 0;
+  return CHECK_RESULT("embed");
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "crt.h"
 #include "rt.h"
 #include "timer.h"
@@ -27,15 +28,6 @@ static void on_fire(crt_timer *tm) {
   p->fired_at = uv_hrtime();
   fired[nfired++] = p->id;
 }
-
-static int failures;
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static void run_until_idle(crt_runtime *rt) {
   while (crt_timers_count(rt) > 0) {
@@ -111,6 +103,5 @@ int main(void) {
   test_order();
   test_clamps();
   test_close_armed();
-  printf("timer: %s\n", failures ? "FAIL" : "ok");
-  return failures ? 1 : 0;
+  return CHECK_RESULT("timer");
 }
