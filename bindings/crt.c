@@ -13,6 +13,7 @@
 #include "io.h"
 #include "rt.h"
 #include "scheduler.h"
+#include "process.h"
 
 const char *crt_lua_source(const char *name, size_t *len); /* generated */
 
@@ -38,6 +39,7 @@ int crt_open_lib(lua_State *L, crt_runtime *rt) {
   crt_open_net(L, rt);
   crt_open_signal(L, rt);
   crt_open_exec(L, rt);
+  crt_open_process(L, rt);
 
   size_t len;
   const char *src = crt_lua_source("prelude", &len);

@@ -15,6 +15,7 @@
 
 #include "include/crt.h"
 #include "rt.h"
+#include "process.h"
 
 int crt_rt_start_main(crt_runtime *rt, int nargs); /* runtime/rt.c */
 void crt_repl_push_readline(lua_State *L, crt_runtime *rt);
@@ -112,6 +113,8 @@ static int load_failed(crt_runtime *rt, lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "--crt-child") == 0)
+    return crt_child_main(argc, argv);
   if (argv[0] && argv[0][0])
     progname = argv[0];
   options o = {0};
