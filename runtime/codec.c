@@ -29,6 +29,7 @@
  *            | CFUNC len:varint name            (standard library C function,
  *                                           e.g. "string.format")
  *            | CHAN  id:u64                     (a shared channel, by reference)
+ *            | CRT                              (the crt table: the receiver's own)
  *   upvalue := value | ENV                      (bind to the receiving globals)
  *            | UPREF index:varint n:u8          (the same upvalue as upvalue n of
  *                                           function object index: shared upvalues
@@ -44,6 +45,9 @@
  * in both states. A function's upvalue named _ENV, or holding the sender's
  * globals table, is not copied but bound to the receiver's globals (also
  * when a script gave a function its own _ENV table: that table is not sent).
+ * The crt table itself (registry "crt.lib": what require "crt" returns) is
+ * not copied either: it stands for the receiver's own crt table, so a
+ * function from a file that did `local crt = require "crt"` can be sent.
  * Standard C functions travel by name; decode treats them as functions, so
  * they too need CRT_CODEC_FUNCTIONS. A channel is made shared and sent by id;
  * the crt_buf retains it until the buffer is reset, a string made from the
@@ -108,6 +112,7 @@ enum {
   T_CHAN,
   T_ENV,
   T_UPREF,
+  T_CRT,
 };
 
 /* Registry key of the per-state map between standard C functions and their
@@ -223,6 +228,7 @@ typedef struct enc {
   slot *set;
   size_t setcap, setn;
   const void *globals;
+  const void *crtlib; /* this state's crt table; &crtlib_none when it has none */
   int mtslot, cfslot; /* stack slots for the registry tables, nil until needed */
   int plen;
   seg path[CRT_CODEC_MAXDEPTH + 2];
@@ -588,6 +594,19 @@ static int dumpw(lua_State *L, const void *p, size_t n, void *ud) {
   return crt_buf_append(((enc *)ud)->b, p, n) != 0;
 }
 
+static const char crtlib_none;
+
+/* Is the table at idx this state's crt table (sent by reference)? */
+static int iscrtlib(enc *e, int idx) {
+  lua_State *L = e->L;
+  if (!e->crtlib) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "crt.lib");
+    e->crtlib = lua_istable(L, -1) ? lua_topointer(L, -1) : &crtlib_none;
+    lua_pop(L, 1);
+  }
+  return lua_topointer(L, idx) == e->crtlib;
+}
+
 static int isglobals(enc *e, int idx) {
   lua_State *L = e->L;
   if (lua_type(L, idx) != LUA_TTABLE)
@@ -715,7 +734,12 @@ static void encv(enc *e, int idx, int depth) {
     putstr(e, T_STR, s, n);
     break;
   }
-  case LUA_TTABLE: enct(e, idx, depth + 1); break;
+  case LUA_TTABLE:
+    if (iscrtlib(e, idx))
+      put1(e, T_CRT);
+    else
+      enct(e, idx, depth + 1);
+    break;
   case LUA_TFUNCTION:
     if (lua_iscfunction(L, idx))
       encc(e, idx);
@@ -788,6 +812,7 @@ int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags, co
   e->set = NULL;
   e->setcap = e->setn = 0;
   e->globals = NULL;
+  e->crtlib = NULL;
   e->plen = 0;
   lua_pushcfunction(L, encmain);
   lua_pushlightuserdata(L, e);
@@ -1046,6 +1071,10 @@ static void decv(dec *d, int depth) {
   }
   case T_TABLE:
   case T_TABLEMT: dect(d, tag, depth + 1); break;
+  case T_CRT:
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "crt.lib") != LUA_TTABLE)
+      dfail(d, "the crt table at byte %I has no counterpart in this state", at(d) - 1);
+    break;
   case T_REF: {
     lua_Integer rat = at(d) - 1;
     uint64_t ref = getvar(d);

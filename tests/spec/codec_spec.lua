@@ -356,4 +356,18 @@ describe("crt.codec", function()
       assert.is_true(collectgarbage("count") - before < 1024)
     end)
   end)
+
+  describe("the crt table", function()
+    it("travels by reference: it stands for the receiver's own crt", function()
+      local v = crt.codec.decode(crt.codec.encode({ lib = crt, n = 1 }))
+      assert.are.equal(crt, v.lib)
+      assert.are.equal(1, v.n)
+    end)
+
+    it("lets a function with crt as an upvalue be sent", function()
+      local function f() return crt.now() > 0 end
+      local g = crt.codec.decode(crt.codec.encode(f), { functions = true })
+      assert.is_true(g())
+    end)
+  end)
 end)
