@@ -180,9 +180,24 @@ local internal = {}
 local function repl(readline)
   io.stdout:write("crt ", crt.version, " (", crt.lua_version, ", libuv ", crt.uv_version,
     ")\n")
+  -- Ctrl-C cancels the line that is running, or starts a fresh prompt; it
+  -- does not end the session (Ctrl-D does).
+  local current
+  local sigint = crt.signal and crt.signal.on("SIGINT", function()
+    if current and not current:done() then
+      current:cancel()
+    else
+      io.stdout:write("\n> ")
+      io.stdout:flush()
+    end
+  end)
   while true do
     local line = readline("> ")
-    if line == nil then io.stdout:write("\n"); return end
+    if line == nil then
+      io.stdout:write("\n")
+      if sigint then sigint:stop() end
+      return
+    end
     local f, err = load("return " .. line, "=stdin")
     if not f then
       local chunk = line
@@ -196,9 +211,12 @@ local function repl(readline)
       end
     end
     if f then
-      local t = spawn(f)
-      local r = pack(pcall(t.await, t))
-      if not r[1] then
+      current = spawn(f)
+      local r = pack(pcall(current.await, current))
+      current = nil
+      if not r[1] and r[2] == Cancelled then
+        io.stderr:write("interrupted\n")
+      elseif not r[1] then
         io.stderr:write(tostring(r[2]), "\n")
       elseif r.n > 1 then
         for i = 2, r.n do r[i] = tostring(r[i]) end

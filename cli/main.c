@@ -18,6 +18,7 @@
 #include "process.h"
 
 int crt_rt_start_main(crt_runtime *rt, int nargs); /* runtime/rt.c */
+int crt_rt_close(crt_runtime *rt);
 void crt_repl_push_readline(lua_State *L, crt_runtime *rt);
 void crt_repl_close(void);
 
@@ -181,9 +182,8 @@ int main(int argc, char **argv) {
   crt_rt_start_main(rt, 2 + nargs);
 
   crt_step(rt, CRT_UNTIL_DONE);
-  int code = crt_exit_code(rt);
   crt_repl_close();
-  crt_close(rt);
+  int code = crt_rt_close(rt); /* after shutdown, which may report errors */
   fflush(stdout);
   return code;
 }

@@ -397,11 +397,15 @@ static void detach(crt_runtime *rt) {
   uv_loop_close(&rt->loop);
 }
 
-void crt_close(crt_runtime *rt) {
+/* Close rt and return the status a process should exit with, which the
+ * shutdown itself can change (an error nobody awaited found while tasks and
+ * children wind down). */
+int crt_rt_close(crt_runtime *rt) {
   if (!rt)
-    return;
+    return 0;
   lua_State *L = rt->L;
   detach(rt);
+  int code = crt_exit_code(rt);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
   if (rt->owns_state)
@@ -410,7 +414,10 @@ void crt_close(crt_runtime *rt) {
   pthread_mutex_destroy(&rt->post_mu);
   free(rt->error);
   free(rt);
+  return code;
 }
+
+void crt_close(crt_runtime *rt) { crt_rt_close(rt); }
 
 /* ---- module mode ------------------------------------------------------- */
 

@@ -116,6 +116,28 @@ describe("crt command line", function()
     assert.matches("oops", err)
   end)
 
+  it("Ctrl-C at the prompt interrupts the running line, not the session", function()
+    local proc = assert(crt.process.command({ helper.crt, "-i" }, { stderr = "pipe" }))
+    proc.stdin:write("io.stdout:write('sleeping\\n') io.stdout:flush() crt.sleep(100)\n")
+    local seen = ""
+    while not seen:find("sleeping\n", 1, true) do
+      local chunk = proc.stdout:read()
+      assert(chunk, "crt -i ended early")
+      seen = seen .. chunk
+    end
+    proc:kill("SIGINT") -- the line is running now: it is cancelled
+    proc.stdin:write("print('after', 1 + 1)\n")
+    proc.stdin:close()
+    local rest = {}
+    for chunk in function() return proc.stdout:read() end do rest[#rest + 1] = chunk end
+    local errs = {}
+    for chunk in function() return proc.stderr:read() end do errs[#errs + 1] = chunk end
+    local code = proc:wait()
+    assert.are.equal(0, code)
+    assert.matches("after\t2", table.concat(rest))
+    assert.matches("interrupted", table.concat(errs))
+  end)
+
   it("exits 1 with a traceback on an error in the main chunk", function()
     local path = script [[
       local function deep() error("main failure") end
