@@ -50,6 +50,7 @@
 
 #include "codec.h"
 #include "ipc.h"
+#include "io.h"
 #include "process.h"
 #include "rt.h"
 #include "scheduler.h"
@@ -448,68 +449,15 @@ static int ep_sendv(lua_State *L, endpoint *ep) {
 
 /* ---- signals ------------------------------------------------------------ */
 
-static const struct {
-  const char *name;
-  int num;
-} signals[] = {{"SIGHUP", SIGHUP},
-               {"SIGINT", SIGINT},
-               {"SIGQUIT", SIGQUIT},
-               {"SIGILL", SIGILL},
-               {"SIGTRAP", SIGTRAP},
-               {"SIGABRT", SIGABRT},
-               {"SIGBUS", SIGBUS},
-               {"SIGFPE", SIGFPE},
-               {"SIGKILL", SIGKILL},
-               {"SIGUSR1", SIGUSR1},
-               {"SIGSEGV", SIGSEGV},
-               {"SIGUSR2", SIGUSR2},
-               {"SIGPIPE", SIGPIPE},
-               {"SIGALRM", SIGALRM},
-               {"SIGTERM", SIGTERM},
-               {"SIGCHLD", SIGCHLD},
-               {"SIGCONT", SIGCONT},
-               {"SIGSTOP", SIGSTOP},
-               {"SIGTSTP", SIGTSTP},
-               {"SIGTTIN", SIGTTIN},
-               {"SIGTTOU", SIGTTOU},
-               {"SIGURG", SIGURG},
-               {"SIGXCPU", SIGXCPU},
-               {"SIGXFSZ", SIGXFSZ},
-               {"SIGPROF", SIGPROF},
-               {"SIGVTALRM", SIGVTALRM},
-               {"SIGWINCH", SIGWINCH},
-               {"SIGSYS", SIGSYS},
-               {NULL, 0}};
-
+/* Signal names and numbers are shared with crt.signal and crt.process.command
+ * (bindings/io.c). */
 static const char *signame(int sig) {
-  for (int i = 0; signals[i].name; i++)
-    if (signals[i].num == sig)
-      return signals[i].name;
-  return "unknown signal";
+  const char *name = crt_io_signame(sig);
+  return name ? name : "unknown signal";
 }
 
 static int check_signal(lua_State *L, int arg, const char *fname) {
-  if (lua_type(L, arg) == LUA_TNUMBER) {
-    int isint;
-    lua_Integer n = lua_tointegerx(L, arg, &isint);
-    if (!isint || n < 0 || n > 64)
-      return crt_argerror(L, fname, arg - 1, "not a signal number");
-    return (int)n;
-  }
-  if (lua_type(L, arg) != LUA_TSTRING)
-    return crt_errorf(L, fname, "bad argument #%d (signal name or number expected, got %s)",
-                      arg - 1, luaL_typename(L, arg));
-  const char *s = lua_tostring(L, arg);
-  char buf[32];
-  if (strncmp(s, "SIG", 3) != 0) {
-    snprintf(buf, sizeof buf, "SIG%s", s);
-    s = buf;
-  }
-  for (int i = 0; signals[i].name; i++)
-    if (strcmp(signals[i].name, s) == 0)
-      return signals[i].num;
-  return crt_errorf(L, fname, "bad argument #%d (unknown signal '%s')", arg - 1,
-                    lua_tostring(L, arg));
+  return crt_io_checksignal(L, arg, fname);
 }
 
 /* ---- children (parent side) ----------------------------------------------- */
