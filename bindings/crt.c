@@ -14,6 +14,7 @@
 #include "rt.h"
 #include "scheduler.h"
 #include "process.h"
+#include "thread.h"
 
 const char *crt_lua_source(const char *name, size_t *len); /* generated */
 
@@ -39,6 +40,7 @@ int crt_open_lib(lua_State *L, crt_runtime *rt) {
   crt_open_net(L, rt);
   crt_open_signal(L, rt);
   crt_open_exec(L, rt);
+  crt_open_thread(L, rt);
   crt_open_process(L, rt);
 
   size_t len;
