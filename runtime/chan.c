@@ -34,12 +34,18 @@
 #include "tctx.h"
 
 enum { OP_RECV, OP_SEND };
-enum { ITEM_NONE, ITEM_REF, ITEM_BUF };
+enum { ITEM_NONE, ITEM_REF, ITEM_BUF, ITEM_SMALL };
+
+/* Encoded values up to this size (most messages) are kept inside the item:
+ * no allocation per message. */
+#define ITEM_INLINE 48
 
 typedef struct item {
   int kind;
   int ref;      /* ITEM_REF: in the owner state's store table */
   crt_buf *buf; /* ITEM_BUF */
+  uint32_t len; /* ITEM_SMALL: the encoded bytes in small */
+  char small[ITEM_INLINE];
 } item;
 
 typedef struct crt_sel {
@@ -312,6 +318,10 @@ static item ring_pop(crt_chan *ch) {
 
 static _Thread_local crt_waiter *free_waiters;
 
+/* Each thread encodes into one reusable buffer; a small result is copied
+ * into the item, a large one takes the buffer's memory along. */
+static _Thread_local crt_buf scratch;
+
 static crt_waiter *waiter_new(void) {
   crt_waiter *w = free_waiters;
   if (w)
@@ -325,6 +335,8 @@ static crt_waiter *waiter_new(void) {
 
 /* Free the calling thread's recycled waiters (runtime shutdown). */
 void crt_chan_thread_cleanup(void) {
+  crt_buf_free(&scratch);
+  crt_buf_init(&scratch);
   while (free_waiters) {
     crt_waiter *w = free_waiters;
     free_waiters = w->next;
@@ -403,24 +415,41 @@ static void wake(crt_waiter *w, int pushed) {
 
 /* ---- moving values ------------------------------------------------------ */
 
-/* Encode the value at the top of L (popped) into a new buffer. */
-static crt_buf *encode_top(lua_State *L, const char *fname) {
-  crt_buf *b = malloc(sizeof *b);
-  if (!b) {
-    luaL_error(L, "%s: not enough memory", fname);
-    return NULL;
-  }
-  crt_buf_init(b);
-  char what[64];
-  snprintf(what, sizeof what, "%s: cannot send", fname);
-  if (crt_codec_encode(L, lua_gettop(L), 1, b, 0, what, 0) != 0) {
-    crt_buf_free(b);
-    free(b);
+/* The codec's error prefix for a send, without formatting per message. */
+static const char *cannot_send(const char *fname) {
+  if (strcmp(fname, "channel:try_send") == 0)
+    return "channel:try_send: cannot send";
+  if (strcmp(fname, "crt.select") == 0)
+    return "crt.select: cannot send";
+  return "channel:send: cannot send";
+}
+
+/* Encode the value at the top of L (popped) as an item; raises (holding
+ * nothing) when it cannot be sent. */
+static item encode_item(lua_State *L, const char *fname) {
+  item it = {ITEM_NONE, 0, NULL, 0, {0}};
+  crt_buf_reset(&scratch);
+  if (crt_codec_encode(L, lua_gettop(L), 1, &scratch, 0, cannot_send(fname), 0) != 0) {
+    crt_buf_reset(&scratch);
     lua_error(L); /* the message the codec pushed */
-    return NULL;
   }
   lua_pop(L, 1);
-  return b;
+  if (scratch.len <= ITEM_INLINE && scratch.nchans == 0) {
+    it.kind = ITEM_SMALL;
+    it.len = (uint32_t)scratch.len;
+    memcpy(it.small, scratch.data, scratch.len);
+    return it;
+  }
+  crt_buf *b = malloc(sizeof *b);
+  if (!b) {
+    crt_buf_reset(&scratch);
+    luaL_error(L, "%s: not enough memory", fname);
+  }
+  *b = scratch; /* the item takes the memory (and the channel references) */
+  crt_buf_init(&scratch);
+  it.kind = ITEM_BUF;
+  it.buf = b;
+  return it;
 }
 
 /* Push the value of an item onto L and release the item. */
@@ -431,9 +460,10 @@ static void push_item(lua_State *L, item *it) {
     luaL_unref(L, -2, it->ref);
     lua_remove(L, -2);
     it->kind = ITEM_NONE;
-  } else if (it->kind == ITEM_BUF) {
-    crt_buf *b = it->buf;
-    int n = crt_codec_decode(L, b->data, b->len, CRT_CODEC_FUNCTIONS);
+  } else if (it->kind == ITEM_BUF || it->kind == ITEM_SMALL) {
+    int n = it->kind == ITEM_SMALL
+                ? crt_codec_decode(L, it->small, it->len, CRT_CODEC_FUNCTIONS)
+                : crt_codec_decode(L, it->buf->data, it->buf->len, CRT_CODEC_FUNCTIONS);
     item_free(it);
     if (n < 0)
       lua_error(L);
@@ -446,10 +476,9 @@ static void push_item(lua_State *L, item *it) {
 
 /* The value at the top of L (popped) as a queue item of ch. */
 static item make_item(lua_State *L, crt_chan *ch, const char *fname) {
-  item it = {ITEM_NONE, 0, NULL};
+  item it = {ITEM_NONE, 0, NULL, 0, {0}};
   if (ch->shared) {
-    it.buf = encode_top(L, fname);
-    it.kind = ITEM_BUF;
+    it = encode_item(L, fname);
   } else {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &store_key);
     lua_rotate(L, -2, 1);
@@ -653,11 +682,10 @@ static crt_waiter *waiter_make(crt_chan *ch, int op, crt_task *t, crt_tctx *tc) 
  * stack). Raises when ch is closed. */
 static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_task *t,
                    crt_tctx *tc, crt_waiter **wout) {
-  item enc = {ITEM_NONE, 0, NULL};
+  item enc = {ITEM_NONE, 0, NULL, 0, {0}};
   if (ch->shared) {
     lua_pushvalue(L, vidx);
-    enc.buf = encode_top(L, fname); /* outside the lock: it may be long */
-    enc.kind = ITEM_BUF;
+    enc = encode_item(L, fname); /* outside the lock: it may be long */
   }
   crt_waiter *r = NULL;
   lock(ch);
@@ -1187,7 +1215,7 @@ static int chan_select(lua_State *L) {
   lock_all(sorted, n);
   int chosen = 0, st = ST_WAIT;
   crt_waiter *peer = NULL;
-  item it = {ITEM_NONE, 0, NULL};
+  item it = {ITEM_NONE, 0, NULL, 0, {0}};
   for (int i = 1; i <= n && !chosen; i++) {
     crt_waiter *w = &ws[i - 1];
     if (w->op == OP_SEND) {
