@@ -9,17 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "buf.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                     \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 /* The byte at position i of the test pattern: not periodic in any power of
  * two, so a misplaced copy after a regrowth shows up. */
@@ -115,8 +106,8 @@ int main(void) {
   test_init();
   test_append_growth();
   test_reserve();
-  if (failures) {
-    fprintf(stderr, "test_buf: %d check(s) failed\n", failures);
+  if (check_failures) {
+    fprintf(stderr, "test_buf: %d check(s) failed\n", check_failures);
     return 1;
   }
   printf("test_buf: ok\n");

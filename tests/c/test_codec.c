@@ -2,7 +2,7 @@
  * tests/c/test_codec.c - unit tests of the value codec (runtime/codec.c,
  * runtime/buf.c, bindings/codec.c): round trips between two Lua states,
  * error messages and paths, hostile and truncated input, memory bounds and
- * allocation failures.
+ * allocation check_failures.
  *
  * Single-threaded. Each test makes its own Lua states; main() runs the table
  * of tests in order and exits non-zero if any failed.
@@ -17,19 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "buf.h"
 #include "codec.h"
-
-static int failures;
-
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                      \
-      failures++;                                                                                  \
-      return;                                                                                      \
-    }                                                                                              \
-  } while (0)
 
 #define CHECKSTR(got, want)                                                                        \
   do {                                                                                             \
@@ -37,7 +27,7 @@ static int failures;
     if (!g_ || strcmp(g_, w_) != 0) {                                                              \
       fprintf(stderr, "  %s:%d: got  \"%s\"\n  want \"%s\"\n", __FILE__, __LINE__,                 \
               g_ ? g_ : "(null)", w_);                                                             \
-      failures++;                                                                                  \
+      check_failures++;                                                                            \
       return;                                                                                      \
     }                                                                                              \
   } while (0)
@@ -740,9 +730,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
       continue;
-    int before = failures;
+    int before = check_failures;
     tests[i].fn();
-    int bad = failures != before;
+    int bad = check_failures != before;
     failed += bad;
     printf("%-28s %s\n", tests[i].name, bad ? "FAIL" : "ok");
     fflush(stdout);

@@ -15,20 +15,12 @@
 
 #include <lauxlib.h>
 
+#include "check.h"
 #include "crt.h"
 
 #ifndef CRT_TEST_EXE
 #error "CRT_TEST_EXE: path of the crt executable"
 #endif
-
-static int failures;
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static char logged[8192];
 static void on_log(void *ud, crt_log_level level, const char *msg) {
@@ -94,8 +86,8 @@ int main(void) {
               "assert(c:recv() == nil)\n");
   unlink(script);
 
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
+  if (check_failures) {
+    fprintf(stderr, "%d check(s) failed\n", check_failures);
     return 1;
   }
   printf("process_exe: ok\n");

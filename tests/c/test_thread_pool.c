@@ -2,7 +2,7 @@
  * test_thread_pool.c - the pool engine (runtime/pool.c) without the Lua API:
  * jobs in and results out through the loop, completions on the loop thread,
  * dropping queued jobs, interrupting running ones (an endless loop), closing
- * a busy pool, a dedicated (one-shot) thread, init failures and the
+ * a busy pool, a dedicated (one-shot) thread, init check_failures and the
  * per-worker memory limit.
  */
 #include <stdio.h>
@@ -11,21 +11,13 @@
 
 #include <lauxlib.h>
 
+#include "check.h"
 #include "codec.h"
 #include "crt.h"
 #include "pool.h"
 #include "rt.h"
 
 int crt_open_worker(lua_State *L, int id); /* bindings/worker.c */
-
-static int failures;
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                        \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static crt_runtime *rt;
 static int ncompleted, nok, nerror, ncancelled, ndropped, off_loop;
@@ -231,8 +223,8 @@ int main(void) {
   test_init_and_memory();
   test_abandon();
   crt_close(rt);
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
+  if (check_failures) {
+    fprintf(stderr, "%d check(s) failed\n", check_failures);
     return 1;
   }
   printf("thread_pool: ok\n");
