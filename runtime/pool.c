@@ -31,6 +31,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "alloc.h"
 #include "chan.h"
 #include "codec.h"
 #include "pool.h"
@@ -56,6 +57,7 @@ typedef struct crt_worker {
   int init_failed;
   int ncached;
   size_t mem, limit; /* Lua memory in use and its limit (0 = none) */
+  crt_arena *arena;  /* the state's allocator (alloc.h), used by this thread only */
 } crt_worker;
 
 struct crt_pool {
@@ -327,13 +329,13 @@ static void *walloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   crt_worker *w = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    crt_arena_alloc(w->arena, ptr, osize, 0);
     w->mem -= old;
     return NULL;
   }
   if (w->limit && nsize > old && w->mem + (nsize - old) > w->limit)
     return NULL;
-  void *np = realloc(ptr, nsize);
+  void *np = crt_arena_alloc(w->arena, ptr, osize, nsize);
   if (np)
     w->mem = w->mem - old + nsize;
   return np;
@@ -602,7 +604,8 @@ static void *worker_main(void *arg) {
   crt_pool *p = w->pool;
   self_worker = w;
   crt_tctx_enter(&w->tctx);
-  lua_State *L = lua_newstate(walloc, w);
+  w->arena = crt_arena_new();
+  lua_State *L = w->arena ? lua_newstate(walloc, w) : NULL;
   if (!L) {
     init_failed(w, "cannot create a Lua state (out of memory)");
   } else {
@@ -657,6 +660,8 @@ static void *worker_main(void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (L)
     lua_close(L);
+  crt_arena_free(w->arena);
+  w->arena = NULL;
   crt_chan_thread_cleanup();
   crt_tctx_enter(NULL);
   self_worker = NULL;
