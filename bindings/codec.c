@@ -14,7 +14,7 @@
 #include "codec.h"
 
 /* Output buffers bigger than this are freed after use rather than kept. */
-#define KEEPMAX (64 * 1024)
+#define KEEPMAX ((size_t)64 * 1024)
 
 /* The buffer reused by crt.codec.encode, an upvalue of it. `busy` guards
  * against a re-entrant call (a __gc finalizer calling encode while encode

@@ -169,7 +169,7 @@ static int l_readline(lua_State *L) {
       uv_read_stop(&r->h.stream);
       r->reading = 0;
     }
-    char *nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
+    char *nl = r->len && r->buf ? memchr(r->buf, '\n', r->len) : NULL;
     if (nl) {
       size_t n = (size_t)(nl - r->buf);
       lua_pushlstring(L, r->buf, n > 0 && r->buf[n - 1] == '\r' ? n - 1 : n);

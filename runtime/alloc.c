@@ -16,10 +16,10 @@
 
 #include "alloc.h"
 
-#define GRAIN 16
+#define GRAIN ((size_t)16)
 #define SMALL_MAX 1024
 #define NCLASS (SMALL_MAX / GRAIN)
-#define CHUNK (64 * 1024)
+#define CHUNK ((size_t)64 * 1024)
 
 typedef struct chunk {
   struct chunk *next;

@@ -444,6 +444,7 @@ static item encode_item(lua_State *L, const char *fname) {
   if (!b) {
     crt_buf_reset(&scratch);
     luaL_error(L, "%s: not enough memory", fname);
+    return it; /* not reached */
   }
   *b = scratch; /* the item takes the memory (and the channel references) */
   crt_buf_init(&scratch);
@@ -683,7 +684,10 @@ static crt_waiter *waiter_make(crt_chan *ch, int op, crt_task *t, crt_tctx *tc) 
 static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_task *t,
                    crt_tctx *tc, crt_waiter **wout) {
   item enc = {ITEM_NONE, 0, NULL, 0, {0}};
-  if (ch->shared) {
+  /* Read once: only this thread can turn a local channel shared, and not
+   * during this call. */
+  const int shared = ch->shared;
+  if (shared) {
     lua_pushvalue(L, vidx);
     enc = encode_item(L, fname); /* outside the lock: it may be long */
   }
@@ -711,7 +715,7 @@ static int send_op(lua_State *L, crt_chan *ch, const char *fname, int vidx, crt_
     }
     return 0;
   }
-  if (ch->shared) {
+  if (shared) {
     int rc = send_commit(ch, st, r, &enc);
     unlock(ch);
     if (rc != 0) {

@@ -327,7 +327,11 @@ static void addseg(enc *e, luaL_Buffer *B, const seg *s, int first) {
 
 /* Raise "<what> argument #k <path> (<desc>)". Runs inside the protected
  * call, so it may allocate and raise. */
-static void efail(enc *e, const char *desc) {
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void
+efail(enc *e, const char *desc) {
   lua_State *L = e->L;
   luaL_Buffer B;
   char tmp[32];
@@ -357,6 +361,7 @@ static void efail(enc *e, const char *desc) {
   luaL_addchar(&B, ')');
   luaL_pushresult(&B);
   lua_error(L);
+  abort(); /* not reached: lua_error does not return */
 }
 
 static void need(enc *e, size_t n) {
