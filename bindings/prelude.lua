@@ -228,10 +228,14 @@ local function repl(readline)
   end
 end
 
+-- Calling a chunk through the result of a call gives it no name, so that
+-- tracebacks say "in main chunk", as lua does.
+local function chunk(f) return f end
+
 function internal.main(chunks, readline, ...)
   local n = #chunks
-  for i = 1, n - 1 do chunks[i]() end
-  if n > 0 then chunks[n](...) end
+  for i = 1, n - 1 do chunk(chunks[i])() end
+  if n > 0 then chunk(chunks[n])(...) end
   if readline then
     repl(readline)
     -- End of input ends the session, like lua -i, even with tasks running.

@@ -235,6 +235,25 @@ static void notify_all(crt_task *t) {
   }
 }
 
+/* Replace the traceback at the top of L by itself without the frames of
+ * crt's own Lua code (bindings/prelude.lua): they say nothing to the user. */
+static void drop_internal_frames(lua_State *L) {
+  const char *tb = lua_tostring(L, -1);
+  if (!tb || !strstr(tb, "[crt prelude]"))
+    return;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (const char *line = tb; *line;) {
+    const char *end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
+    if (!(line[0] == '\t' && strncmp(line + 1, "[crt prelude]", 13) == 0))
+      luaL_addlstring(&b, line, n);
+    line += n;
+  }
+  luaL_pushresult(&b);
+  lua_replace(L, -2);
+}
+
 /* The task's coroutine returned or raised: record how, wake its awaiters,
  * tell the channels that asked, unpin it. */
 static void finish(crt_task *t, int st, int nres) {
@@ -257,6 +276,7 @@ static void finish(crt_task *t, int st, int nres) {
       lua_pushliteral(L, "crt.Cancelled");
     } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
       luaL_traceback(L, co, lua_tostring(L, -1), 0);
+      drop_internal_frames(L);
       lua_replace(L, -2);   /* the error becomes message + traceback */
       lua_pushvalue(L, -1); /* which is also what a report prints */
     } else {
@@ -264,6 +284,7 @@ static void finish(crt_task *t, int st, int nres) {
        * called here: the scheduler runs no user code outside tasks. */
       lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
       luaL_traceback(L, co, lua_tostring(L, -1), 0);
+      drop_internal_frames(L);
       lua_remove(L, -2);
     }
     /* Stack of L: ..., error, traceback. */

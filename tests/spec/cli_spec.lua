@@ -156,6 +156,8 @@ describe("crt command line", function()
     assert.matches("main failure", err)
     assert.matches("stack traceback", err)
     assert.matches("in %a+ 'deep'", err)
+    assert.matches("in main chunk", err) -- as lua says it
+    assert.is_nil(err:find("prelude", 1, true)) -- crt's own frames are not shown
   end)
 
   it("reports a syntax error without running anything", function()
