@@ -257,6 +257,21 @@ describe("crt.thread.map", function()
     assert.are.equal(100, #r)
   end)
 
+  it("draws a progress bar (done/total, rate, ETA) when stderr is a terminal", function()
+    -- script(1) runs crt on a pseudo-terminal.
+    local helper = require "tests.spec.helper"
+    local src = "local t = {} for i = 1, 400 do t[i] = i end " ..
+      "print(#crt.thread.map(function(x) return x end, t, {progress = true, chunk = 10}))"
+    local cmd = "script -q -e -c " .. helper.shell_quote(helper.crt .. " -e " ..
+      helper.shell_quote(src)) .. " /dev/null"
+    local code, out = helper.run(cmd .. " </dev/null")
+    assert.are.equal(0, code)
+    assert.matches("400/400", out)
+    assert.matches("/s", out)
+    assert.matches("ETA", out)
+    assert.matches("\n?400\r?\n", out)
+  end)
+
   it("serves a map of 100,000 items", function()
     local r = crt.thread.map(function(x) return x * 2 end, th.range(100000))
     assert.are.equal(100000, #r)
