@@ -5,16 +5,26 @@ Called by scripts/bench (which builds crt and installs the peers first); it can
 also be run on its own:
 
     python3 bench/run.py [--crt PATH] [--runs 3] [--quick] [--markdown FILE]
-                         [--json FILE] [w1] [w2] [startup]
+                         [--json FILE] [BENCHMARK...]
+
+Benchmarks (default: all, in this order): w1 w2 startup w3 w3p w4 w5 w6 msgs w7
+(w3 = threads, w3p = processes, msgs = messages between processes).
 
 Every implementation runs once unrecorded (`--warmup`) and then `--runs`
 times (default 3), the implementations interleaved round-robin so that a slow spell of the machine hits all of them
 alike, and the MEDIAN of the runs is reported: wall time, peak RSS and CPU time
 (user + system) each take their own median. Wall time is measured around the
 child process by this script (fork to exit, start-up included); peak RSS and
-CPU time come from the child's rusage (wait4), so no other tool is needed.
+CPU time come from GNU time (or the child's rusage).
 Every implementation checks its own result and exits non-zero when it is
 wrong; this script also checks what it prints.
+
+W1, W2 and start-up are timed by this script. The other benchmarks are
+standalone programs (bench/w3_cpu, w3_proc, w4_tiny, w5_messages, w6_spawn,
+proc_msgs, w7_echo) that time themselves and print one line
+`RESULT name=value ...`; each value takes its own median over the runs. W3 and
+W3p run without the warm-up round (each run takes ~5 s and measures its
+sequential half before its parallel half anyway).
 
 Only the standard library is used, so any python3 >= 3.8 runs it.
 """
@@ -37,6 +47,13 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 W1 = os.path.join(BENCH, "w1_sleep")
 W2 = os.path.join(BENCH, "w2_pingpong")
+W3 = os.path.join(BENCH, "w3_cpu")
+W3P = os.path.join(BENCH, "w3_proc")
+W4 = os.path.join(BENCH, "w4_tiny")
+W5 = os.path.join(BENCH, "w5_messages")
+W6 = os.path.join(BENCH, "w6_spawn")
+MSGS = os.path.join(BENCH, "proc_msgs")
+W7 = os.path.join(BENCH, "w7_echo")
 
 BYTES_TARGET = 1331  # 1.3 KiB per waiting task
 
@@ -49,6 +66,7 @@ class Result:
     """One run of one command."""
 
     def __init__(self, wall, maxrss_kib, cpu, code, out, err):
+        self.metrics = None  # RESULT values, for the standalone programs
         self.wall = wall
         self.maxrss_kib = maxrss_kib
         self.cpu = cpu
@@ -65,7 +83,7 @@ class Result:
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
-def run_once(argv, timeout, cwd):
+def run_once(argv, timeout, cwd, env=None):
     """Run argv; return a Result with wall time, peak RSS and CPU time."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r") as usage:
@@ -73,8 +91,12 @@ def run_once(argv, timeout, cwd):
         if GNU_TIME:
             cmd = [GNU_TIME, "-f", "%M %U %S", "-o", usage.name] + argv
         start = time.perf_counter()
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update(env)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, cwd=cwd)
+                                stderr=err, cwd=cwd, env=full_env)
         # Block in wait4 (precise timing); a timer kills a run that hangs.
         killer = threading.Timer(timeout, kill_tree, (proc,))
         killer.start()
@@ -114,14 +136,23 @@ def kill_tree(proc):
 
 
 class Impl:
-    """One implementation of a benchmark: a label and a command line."""
+    """One implementation of a benchmark: a label and a command line.
 
-    def __init__(self, key, label, argv, expect, note=""):
+    `expect` is the exact stdout expected (stripped), or None for a program
+    that prints a line `RESULT name=value ...`: its values are parsed, with
+    `prefix` (e.g. "crt_") taken off the names. `views` splits one program's
+    values into several rows of the table: [(key, label, {name: name in the
+    RESULT line})]; by default one row with every value."""
+
+    def __init__(self, key, label, argv, expect=None, note="", env=None, prefix="", views=None):
         self.key = key
         self.label = label
         self.argv = argv
-        self.expect = expect  # exact expected stdout (stripped)
+        self.expect = expect
         self.note = note
+        self.env = env or {}
+        self.prefix = prefix
+        self.views = views
         self.runs = []
         self.failure = None
 
@@ -142,8 +173,11 @@ def run_all(impls, runs, timeout, log, warmup=1):
                 continue
             log("  [%s] %s: %s" % ("warm-up" if rep < 0 else "%d/%d" % (rep + 1, runs), impl.label,
                                    " ".join(shorten(a) for a in impl.argv)))
-            r = run_once(impl.argv, timeout, BENCH)
-            if r.code != 0 or r.out.strip() != impl.expect:
+            r = run_once(impl.argv, timeout, BENCH, impl.env)
+            if impl.expect is None and r.code == 0:
+                r.metrics = parse_result(r.out, impl.prefix)
+            if r.code != 0 or (r.out.strip() != impl.expect if impl.expect is not None
+                               else r.metrics is None):
                 tail = (r.err.strip() or r.out.strip())[-600:]
                 impl.failure = "exit %s, printed %r; %s" % (
                     r.code, r.out.strip()[:60], tail)
@@ -151,7 +185,34 @@ def run_all(impls, runs, timeout, log, warmup=1):
                 continue
             if rep >= 0:
                 impl.runs.append(r)
-            log("    %.3f s, %d KiB" % (r.wall, r.maxrss_kib))
+            log("    %.3f s, %d KiB%s" % (r.wall, r.maxrss_kib,
+                                         "; " + r.out.strip().splitlines()[-1] if r.metrics else ""))
+
+
+def parse_result(out, prefix=""):
+    """The values of the last `RESULT a=1 b=2.5 ...` line, or None."""
+    found = None
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            found = line
+    if not found:
+        return None
+    vals = {}
+    for name, v in re.findall(r"(\w+)=(\S+)", found):
+        try:
+            val = float(v)
+        except ValueError:
+            continue
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix):]
+        vals[name] = val
+    return vals or None
+
+
+def warm_method(args):
+    return "median of %d runs%s, interleaved" % (
+        args.runs, " after %d warm-up round%s" % (args.warmup, "s" if args.warmup > 1 else "")
+        if args.warmup else "")
 
 
 def shorten(arg):
@@ -260,7 +321,7 @@ def bench_w1(tools, args, log):
     elif crt:
         targets.append(target("crt runs W1", crt["failure"], False))
     return {"name": "W1", "title": "W1: %s tasks each sleeping 50 ms, then counting" % f"{n:,}",
-            "n": n, "rows": rows, "targets": targets, "ref": "crt"}
+            "n": n, "rows": rows, "targets": targets, "ref": "crt", "method": warm_method(args)}
 
 
 # --------------------------------------------------------------------------
@@ -325,7 +386,7 @@ def bench_w2(tools, args, log):
                                   "crt takes %.2fx Node's time (%.3f s vs %.3f s)" % (f, crt["wall"], node["wall"]),
                                   f <= 1.3))
     return {"name": "W2", "title": "W2: %s round trips between two tasks through two channels" % f"{n:,}",
-            "n": n, "rows": rows, "targets": targets, "ref": "crt0"}
+            "n": n, "rows": rows, "targets": targets, "ref": "crt0", "method": warm_method(args)}
 
 
 # --------------------------------------------------------------------------
@@ -418,6 +479,391 @@ def shell_quote(s):
 
 
 # --------------------------------------------------------------------------
+# The standalone programs (W3 to W7, messages): RESULT lines
+
+
+def metric_rows(impls):
+    """Rows of the table from implementations that print RESULT lines: every
+    value is the median of its runs (taken separately, like wall time)."""
+    rows = []
+    for impl in impls:
+        views = impl.views or [(impl.key, impl.label, None)]
+        for key, label, names in views:
+            row = {"key": key, "label": label, "ok": impl.ok(), "failure": impl.failure,
+                   "note": impl.note, "argv": " ".join(shorten(a) for a in impl.argv)}
+            if impl.env:
+                row["env"] = impl.env
+            if impl.ok():
+                row["wall"] = impl.med("wall")
+                row["cpu"] = impl.med("cpu")
+                row["rss_kib"] = impl.med("maxrss_kib")
+                row["walls"] = [r.wall for r in impl.runs]
+                names = names or {k: k for k in impl.runs[0].metrics}
+                row["m"], row["all"] = {}, {}
+                for mine, theirs in names.items():
+                    vals = [r.metrics[theirs] for r in impl.runs if theirs in r.metrics]
+                    if len(vals) != len(impl.runs):
+                        row.update(ok=False, failure="no %s= in its RESULT line" % theirs)
+                        break
+                    row["m"][mine] = statistics.median(vals)
+                    row["all"][mine] = vals
+            rows.append(row)
+    return rows
+
+
+def result_bench(name, title, impls, args, log, metrics, ratios, ref, warmup=None, notes=()):
+    """Run `impls` interleaved; the bench dict without its targets.
+    metrics: [(name, column title, format)]; ratios: [(name, column title,
+    higher is better)], each a column 'crt ahead by' against row `ref`."""
+    warmup = args.warmup if warmup is None else warmup
+    runs = args.runs
+    run_all(impls, runs, args.timeout, log, warmup)
+    return {"name": name, "title": title, "kind": "result", "rows": metric_rows(impls),
+            "metrics": [list(m) for m in metrics], "ratios": [list(r) for r in ratios],
+            "ref": ref, "targets": [], "notes": list(notes),
+            "method": "median of %d runs%s, interleaved" % (
+                runs, " after %d warm-up round%s" % (warmup, "s" if warmup > 1 else "") if warmup else
+                ", no warm-up round")}
+
+
+def val(row, name):
+    """A row's median value `name`, or None when the row failed."""
+    if row and row["ok"]:
+        return row["m"].get(name)
+    return None
+
+
+def ahead(what, crt, peer, name, unit, higher, factor=None, fmt="%.3g"):
+    """Target: crt's `name` better than the peer's (strictly), or at least
+    `factor` times as good. `what` may hold %s for the peer's label."""
+    a, b = val(crt, name), val(peer, name)
+    if a is None or b is None:
+        return None
+    if "%s" in what:
+        what = what % peer["label"]
+    f = a / b if higher else b / a
+    detail = "crt %s %s vs %s %s: crt ahead %.2fx" % (group(fmt % a), unit, group(fmt % b), unit, f)
+    if factor is not None:
+        detail += " (needs >= %.2gx)" % factor
+    return target(what, detail, f >= factor if factor is not None else f > 1.0)
+
+
+def add_targets(bench, *ts):
+    bench["targets"].extend(t for t in ts if t)
+
+
+def crt_failed(bench, *keys):
+    """A MISS line for each crt row that failed."""
+    for key in keys:
+        r = find(bench["rows"], key)
+        if r and not r["ok"]:
+            bench["targets"].append(target("%s runs" % r["label"], r["failure"], False))
+
+
+# W3 (threads): 8 CPU-bound jobs of ~0.4 s, speed-up over sequential
+
+
+def bench_w3(tools, args, log):
+    jobs = "2" if args.quick else "8"
+    nproc = str(os.cpu_count() or 2)
+    impls = []
+    if tools.crt:
+        impls.append(Impl("crt", "crt.thread.map (chunk 1)", [tools.crt, os.path.join(W3, "crt.lua"), jobs]))
+    if tools.python:
+        impls.append(Impl("pythreads", "Python threading (one thread per job)",
+                          [tools.python, os.path.join(W3, "py_threads.py"), jobs]))
+        impls.append(Impl("ppe", "Python ProcessPoolExecutor(%s)" % nproc,
+                          [tools.python, os.path.join(W3, "py_processes.py"), jobs]))
+    if tools.node:
+        impls.append(Impl("node", "Node.js worker_threads (%s)" % nproc,
+                          [tools.node, os.path.join(W3, "node.js"), jobs]))
+    if tools.lua and tools.has_luv:
+        impls.append(Impl("luv", "luv new_work (UV_THREADPOOL_SIZE=%s)" % nproc,
+                          [tools.lua, os.path.join(W3, "lua_luv.lua"), jobs],
+                          env={"UV_THREADPOOL_SIZE": nproc}))
+    log("W3 (threads): %s CPU-bound jobs, sequential then parallel" % jobs)
+    b = result_bench("W3", "W3 (threads): %s CPU-bound jobs of ~0.4 s, sequential then on %s threads, in one process"
+                     % (jobs, nproc), impls, args, log,
+                     [("speedup", "speed-up", "%.2f"), ("seq_s", "sequential (s)", "%.3f"),
+                      ("par_s", "parallel (s)", "%.3f"), ("job_s", "one job (s)", "%.3f")],
+                     [], "crt", warmup=0,
+                     notes=["speed-up = sequential time / parallel time, both measured by the program; "
+                            "%s cores, so %s.0x is the ceiling." % (nproc, nproc),
+                            "Each language runs its own iteration count, set so that one job takes about 0.4 s "
+                            "(crt and luv 65,000,000, Node 36,000,000, Python 11,000,000)."])
+    crt = find(b["rows"], "crt")
+    s = val(crt, "speedup")
+    if s is not None:
+        add_targets(b, target("crt speed-up >= 1.9x", "%.2fx (%.3f s -> %.3f s)" % (
+            s, val(crt, "seq_s"), val(crt, "par_s")), s >= 1.9))
+    crt_failed(b, "crt")
+    return b
+
+
+# W3p (processes): the same jobs on a pool of 2 worker processes
+
+
+def bench_w3p(tools, args, log):
+    jobs, job = ("2", "0.1") if args.quick else ("8", "0.4")
+    impls = []
+    if tools.crt:
+        impls.append(Impl("crt", "crt.process.pool{size=2}:map (chunk 1)",
+                          [tools.crt, os.path.join(W3P, "crt.lua"), jobs, job, "2"], prefix="crt_"))
+    if tools.python:
+        impls.append(Impl("ppe", "Python ProcessPoolExecutor(2)",
+                          [tools.python, os.path.join(W3P, "py_pool.py"), jobs, job, "2"], prefix="py_"))
+    if tools.node:
+        impls.append(Impl("node", "Node.js child_process.fork pool of 2",
+                          [tools.node, os.path.join(W3P, "node.js"), jobs, job, "2"], prefix="node_"))
+    log("W3p (processes): %s CPU-bound jobs of %s s, sequential then on 2 processes" % (jobs, job))
+    b = result_bench("W3p", "W3p (processes): %s CPU-bound jobs of ~%s s, sequential then on a pool of 2 "
+                     "worker processes (pool start included)" % (jobs, job), impls, args, log,
+                     [("speedup", "speed-up", "%.2f"), ("seq_s", "sequential (s)", "%.3f"),
+                      ("par_s", "parallel (s)", "%.3f"), ("job_s", "one job (s)", "%.3f")],
+                     [], "crt", warmup=0,
+                     notes=["Each program calibrates its loop so that one job takes ~%s s. "
+                            "2.0x is the ceiling on 2 cores." % job])
+    crt = find(b["rows"], "crt")
+    s = val(crt, "speedup")
+    if s is not None:
+        add_targets(b, target("crt speed-up >= 1.9x", "%.2fx (%.3f s -> %.3f s)" % (
+            s, val(crt, "seq_s"), val(crt, "par_s")), s >= 1.9))
+    crt_failed(b, "crt")
+    return b
+
+
+# W4: 100,000 tiny jobs through a pool of 2 threads
+
+
+W4_METRICS = [("time_s", "time (s)", "%.4f"), ("us_per_job", "µs/job", "%.3f")]
+W4_RATIOS = [("time_s", "crt ahead by", False)]
+
+
+def bench_w4(tools, args, log):
+    n = "10000" if args.quick else "100000"
+    nice = "{:,}".format(int(n))
+    maps, runs = [], []
+    if tools.crt:
+        maps.append(Impl("crt", "crt pool:map (size 2, default chunks)",
+                         [tools.crt, os.path.join(W4, "crt_map.lua"), n]))
+        runs.append(Impl("crt", "crt pool:run, each awaited by its own task",
+                         [tools.crt, os.path.join(W4, "crt_run.lua"), n]))
+    if tools.python:
+        maps.append(Impl("ppe", "Python ProcessPoolExecutor(2).map, chunksize=1000",
+                         [tools.python, os.path.join(W4, "py_processes.py"), n]))
+        runs.append(Impl("tpe", "Python ThreadPoolExecutor(2), a future per job",
+                         [tools.python, os.path.join(W4, "py_threads.py"), n]))
+    if tools.lua and tools.has_luv:
+        runs.append(Impl("luv", "luv new_work, a queue_work per job (UV_THREADPOOL_SIZE=2)",
+                         [tools.lua, os.path.join(W4, "lua_luv.lua"), n], env={"UV_THREADPOOL_SIZE": "2"}))
+    if tools.node:
+        runs.append(Impl("node", "Node.js 2 worker_threads, a promise per job",
+                         [tools.node, os.path.join(W4, "node.js"), n]))
+    log("W4: %s tiny jobs through 2 threads: one map" % nice)
+    a = result_bench("W4map", "W4 (one map): %s tiny jobs (x * 2) through a pool of 2, as one map" % nice,
+                     maps, args, log, W4_METRICS, W4_RATIOS, "crt",
+                     notes=["time is measured by each program around the map (pool start excluded for crt; "
+                            "the executor's start and shutdown included for Python)."])
+    add_targets(a, ahead("crt map ahead of ProcessPoolExecutor.map (chunksize=1000)",
+                         find(a["rows"], "crt"), find(a["rows"], "ppe"), "time_s", "s", False, fmt="%.4f"))
+    crt_failed(a, "crt")
+    log("W4: %s tiny jobs through 2 threads: separate runs" % nice)
+    b = result_bench("W4run", "W4 (separate runs): %s tiny jobs (x * 2) through a pool of 2, each submitted "
+                     "and awaited on its own" % nice, runs, args, log, W4_METRICS, W4_RATIOS, "crt")
+    crt = find(b["rows"], "crt")
+    add_targets(b, ahead("crt runs ahead of luv new_work", crt, find(b["rows"], "luv"), "time_s", "s", False,
+                         fmt="%.4f"),
+                ahead("crt runs >= 10x ahead of ThreadPoolExecutor", crt, find(b["rows"], "tpe"), "time_s", "s",
+                      False, 10, fmt="%.4f"),
+                ahead("crt runs >= 10x ahead of Node.js worker_threads", crt, find(b["rows"], "node"), "time_s",
+                      "s", False, 10, fmt="%.4f"))
+    crt_failed(b, "crt")
+    return [a, b]
+
+
+# W5: a worker thread sends 1,000,000 small tables to the main task
+
+
+def bench_w5(tools, args, log):
+    n = "100000" if args.quick else "1000000"
+    nice = "{:,}".format(int(n))
+    impls = []
+    if tools.crt:
+        impls.append(Impl("crt", "crt.thread.spawn + crt.channel(4096)",
+                          [tools.crt, os.path.join(W5, "crt.lua"), n, "4096"]))
+    if tools.lua and tools.has_luv:
+        impls.append(Impl("luv", "luv uv.new_thread, lines through a pipe",
+                          [tools.lua, os.path.join(W5, "lua_luv.lua"), n]))
+    if tools.node:
+        impls.append(Impl("node", "Node.js worker_threads postMessage",
+                          [tools.node, os.path.join(W5, "node.js"), n]))
+    if tools.crt:
+        impls.append(Impl("crt_inf", "crt.thread.spawn + crt.channel() (unbounded)",
+                          [tools.crt, os.path.join(W5, "crt.lua"), n, "inf"]))
+    log("W5: %s small tables from a worker thread to the main task" % nice)
+    b = result_bench("W5", "W5: a worker thread sends %s tables {i = i, s = \"hello\"} to the main task" % nice,
+                     impls, args, log,
+                     [("time_s", "time (s)", "%.3f"), ("us_per_msg", "µs/msg", "%.3f")],
+                     [("time_s", "crt ahead by", False)], "crt",
+                     notes=["luv has no channel between threads: its thread writes each table as a line "
+                            "\"i,s\\n\" into a pipe (64 KiB writes) and the loop parses the lines back into tables."])
+    crt = find(b["rows"], "crt")
+    add_targets(b, ahead("crt >= 2.5x ahead of luv (pipe)", crt, find(b["rows"], "luv"), "us_per_msg",
+                         "µs/msg", False, 2.5),
+                ahead("crt >= 2.5x ahead of Node.js postMessage", crt, find(b["rows"], "node"), "us_per_msg",
+                      "µs/msg", False, 2.5))
+    u = val(crt, "us_per_msg")
+    if u is not None:
+        add_targets(b, target("crt well under 1 µs per message", "%.3f µs per message" % u, u < 1.0))
+    crt_failed(b, "crt")
+    return b
+
+
+# W6: start 200 children that each send one message back and exit
+
+
+def build_floor(log):
+    """Compile bench/w6_spawn/floor.c into a temporary directory."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None, "no C compiler (cc)"
+    tmp = tempfile.mkdtemp(prefix="crt-bench-")
+    exe = os.path.join(tmp, "floor")
+    p = subprocess.run([cc, "-O2", "-o", exe, os.path.join(W6, "floor.c")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        return None, p.stdout.decode(errors="replace")[-300:]
+    CLEANUP.append(tmp)
+    log("  built %s" % exe)
+    return exe, None
+
+
+CLEANUP = []
+
+
+def bench_w6(tools, args, log):
+    n = "50" if args.quick else "200"
+    nnode = "10" if args.quick else "50"
+    impls = []
+    if tools.crt:
+        impls.append(Impl("crt", "crt.process.spawn", [tools.crt, os.path.join(W6, "crt.lua"), n], prefix="crt_"))
+    floor, why = (None, None)
+    if tools.lua:
+        floor, why = build_floor(log)
+        if floor:
+            impls.append(Impl("floor", "floor: posix_spawn of lua5.4 + a pipe (floor.c)",
+                              [floor, n, tools.lua], prefix="floor_"))
+    if tools.python:
+        impls.append(Impl("py", "Python multiprocessing (fork) + Pipe",
+                          [tools.python, os.path.join(W6, "py_mp.py"), n], prefix="py_"))
+    if tools.node:
+        impls.append(Impl("node", "Node.js child_process.fork + IPC (%s children)" % nnode,
+                          [tools.node, os.path.join(W6, "node.js"), nnode], prefix="node_"))
+    log("W6: %s children each sending one message back" % n)
+    b = result_bench("W6", "W6: start %s children that each send one message back and exit, all at once "
+                     "(burst) and one after another (serial)" % n, impls, args, log,
+                     [("burst_per_s", "burst (children/s)", "%.0f"),
+                      ("serial_per_s", "serial (children/s)", "%.0f")],
+                     [("burst_per_s", "crt ahead by (burst)", True),
+                      ("serial_per_s", "crt ahead by (serial)", True)], "crt",
+                     notes=["Node starts a whole runtime per child (~50 ms): it runs %s children, not %s." % (
+                         nnode, n)] + (["floor not built: %s" % why] if why else []))
+    crt, fl, py = find(b["rows"], "crt"), find(b["rows"], "floor"), find(b["rows"], "py")
+    for mode in ("burst", "serial"):
+        name = mode + "_per_s"
+        add_targets(b, ahead("crt ahead of Python multiprocessing (%s)" % mode, crt, py, name,
+                             "children/s", True, fmt="%.0f"))
+        a, f = val(crt, name), val(fl, name)
+        if a is not None and f is not None:
+            add_targets(b, target("crt within 1.5x of the floor (%s)" % mode,
+                                  "floor %s/s vs crt %s/s: the floor is %.2fx crt's rate" % (
+                                      group("%.0f" % f), group("%.0f" % a), f / a), f / a <= 1.5))
+    crt_failed(b, "crt")
+    return b
+
+
+# Messages between a process and its child
+
+
+def bench_msgs(tools, args, log):
+    sizes = ["50000", "2000", "32"] if args.quick else ["500000", "20000", "512"]
+    impls = []
+    m = {"small_per_s": "small_per_s", "roundtrip_per_s": "roundtrip_per_s", "mib_per_s": "mib_per_s"}
+    if tools.crt:
+        impls.append(Impl("crt", "crt.process.spawn, child:send / crt.parent:recv",
+                          [tools.crt, os.path.join(MSGS, "crt.lua")] + sizes, prefix="crt_"))
+    if tools.python:
+        impls.append(Impl("py", "Python multiprocessing (fork)", [tools.python, os.path.join(MSGS, "py_mp.py")] + sizes,
+                          prefix="py_", views=[
+                              ("pypipe", "Python multiprocessing Pipe",
+                               {k: "pipe_" + k for k in m}),
+                              ("pyqueue", "Python multiprocessing Queue",
+                               {"small_per_s": "queue_small_per_s", "mib_per_s": "queue_mib_per_s"})]))
+    if tools.node:
+        impls.append(Impl("node", "Node.js child_process.fork IPC", [tools.node, os.path.join(MSGS, "node.js")] + sizes,
+                          prefix="node_"))
+    log("Messages between processes: %s small, %s round trips, %s x 1 MiB" % tuple(sizes))
+    b = result_bench("msgs", "Messages between a process and its child: %s small messages one way, "
+                     "%s round trips, %s messages of 1 MiB" % tuple("{:,}".format(int(x)) for x in sizes),
+                     impls, args, log,
+                     [("small_per_s", "small msgs/s", "%.0f"), ("roundtrip_per_s", "round trips/s", "%.0f"),
+                      ("mib_per_s", "1 MiB msgs: MiB/s", "%.0f")],
+                     [("small_per_s", "crt ahead by (small)", True),
+                      ("mib_per_s", "crt ahead by (1 MiB)", True)], "crt",
+                     notes=["Each rate is measured by the program (children are started before its clock). "
+                            "Python's Pipe and Queue rows come from the same run.",
+                            "Round trips are reported but not ranked: the rate is bimodal for every "
+                            "implementation on this machine (~15,000/s or ~100,000+/s from one run to the next; "
+                            "the wake-up of the other process on the other core dominates), see docs/processes.md."])
+    crt = find(b["rows"], "crt")
+    for peer in ("pypipe", "pyqueue", "node"):
+        add_targets(b, ahead("crt small messages ahead of %s", crt, find(b["rows"], peer), "small_per_s",
+                             "msgs/s", True, fmt="%.0f"))
+    for peer in ("pypipe", "pyqueue", "node"):
+        add_targets(b, ahead("crt 1 MiB messages ahead of %s", crt, find(b["rows"], peer), "mib_per_s",
+                             "MiB/s", True, fmt="%.0f"))
+    crt_failed(b, "crt")
+    return b
+
+
+# W7: TCP echo on loopback
+
+
+def bench_w7(tools, args, log):
+    clients, rounds = ("20", "200") if args.quick else ("100", "1000")
+    mib = "128" if args.quick else "1024"
+    progs = []
+    if tools.crt:
+        progs.append(("crt", "crt.net (tasks)", [tools.crt, os.path.join(W7, "crt.lua")]))
+    if tools.lua and tools.has_luv:
+        progs.append(("luv", "luv (lua5.4 coroutines resumed from callbacks)",
+                      [tools.lua, os.path.join(W7, "lua_luv.lua")]))
+    if tools.node:
+        progs.append(("node", "Node.js net (async/await)", [tools.node, os.path.join(W7, "node.js")]))
+    if tools.python:
+        progs.append(("asyncio", "Python asyncio streams", [tools.python, os.path.join(W7, "py_asyncio.py")]))
+    log("W7 (round trips): %s clients x %s round trips of 64 bytes" % (clients, rounds))
+    a = result_bench("W7rtt", "W7 (round trips): an echo server and %s clients x %s round trips of 64 bytes, "
+                     "one process, 127.0.0.1" % (clients, "{:,}".format(int(rounds))),
+                     [Impl(k, l, argv + ["rtt", clients, rounds]) for k, l, argv in progs], args, log,
+                     [("rtt_per_sec", "round trips/s", "%.0f")], [("rtt_per_sec", "crt ahead by", True)], "crt")
+    crt = find(a["rows"], "crt")
+    add_targets(a, ahead("crt at least as many round trips/s as luv", crt, find(a["rows"], "luv"), "rtt_per_sec",
+                         "round trips/s", True, 1.0, fmt="%.0f"),
+                ahead("crt >= 1.3x Node.js's round trips/s", crt, find(a["rows"], "node"), "rtt_per_sec",
+                      "round trips/s", True, 1.3, fmt="%.0f"))
+    crt_failed(a, "crt")
+    log("W7 (bulk): %s MiB through one stream" % mib)
+    b = result_bench("W7bulk", "W7 (bulk): one stream pushes %s MiB (1 MiB writes) through 127.0.0.1 to a "
+                     "counting server" % "{:,}".format(int(mib)),
+                     [Impl(k, l, argv + ["bulk", mib]) for k, l, argv in progs], args, log,
+                     [("mib_per_sec", "MiB/s", "%.0f")], [("mib_per_sec", "crt ahead by", True)], "crt",
+                     notes=["No target was set for the bulk stream: reported for context."])
+    crt_failed(b, "crt")
+    return [a, b]
+
+
+# --------------------------------------------------------------------------
 # Reporting
 
 
@@ -442,6 +888,8 @@ def columns(bench):
             return "-"
         return "%.2f" % (r["wall"] / refwall)
 
+    if bench.get("kind") == "result":
+        return result_columns(bench, ref)
     if bench["name"] == "W1":
         titles = ["implementation", "wall (s)", "CPU (s)", "peak RSS (MiB)",
                   "RSS at N=0 (MiB)", "bytes/task", "time vs crt"]
@@ -470,6 +918,36 @@ def columns(bench):
     return titles, cells
 
 
+def result_columns(bench, ref):
+    """The table of a benchmark of standalone programs: its values, then the
+    process's wall time and peak RSS, then 'crt ahead by' columns: how many
+    times crt is better than this row (its time / crt's, or crt's rate / its)."""
+    titles = ["implementation"] + [m[1] for m in bench["metrics"]] + \
+        ["process wall (s)", "peak RSS (MiB)"] + [r[1] for r in bench["ratios"]]
+
+    def cells(r):
+        out = [r["label"]]
+        for name, _, fmt in bench["metrics"]:
+            v = r["m"].get(name)
+            out.append(group(fmt % v) if v is not None else "-")
+        out += ["%.2f" % r["wall"], "%.1f" % (r["rss_kib"] / 1024)]
+        for name, _, higher in bench["ratios"]:
+            a, b = val(ref, name), r["m"].get(name)
+            if a is None or b is None or not a or not b:
+                out.append("-")
+            else:
+                out.append("%.2f" % (a / b if higher else b / a))
+        return out
+    return titles, cells
+
+
+def group(num):
+    """'1234567' -> '1,234,567' (integers only)."""
+    if re.fullmatch(r"-?\d{4,}", num):
+        return "{:,}".format(int(num))
+    return num
+
+
 def table_rows(bench):
     titles, cells = columns(bench)
     body = []
@@ -484,7 +962,8 @@ def table_rows(bench):
 def text_report(benches, info):
     lines = []
     lines.append("crt benchmarks, %s, %s" % (info["date"], info["cpu"]))
-    lines.append("(median of %d runs; time vs crt = implementation's wall time / crt's)" % info["runs"])
+    lines.append("(median of %d runs; time vs crt = implementation's wall time / crt's; "
+                 "crt ahead by = its time / crt's, or crt's rate / its: above 1, crt is ahead)" % info["runs"])
     for b in benches:
         titles, body = table_rows(b)
         widths = [max(len(str(x)) for x in col) for col in zip(titles, *body)]
@@ -499,6 +978,10 @@ def text_report(benches, info):
         for r in b["rows"]:
             if not r["ok"]:
                 lines.append("  %s FAILED: %s" % (r["label"], r["failure"]))
+        if b.get("method") or b.get("load"):
+            lines.append("  (%s)" % "; ".join(x for x in (b.get("method"), b.get("load")) if x))
+        for n in b.get("notes", []):
+            lines.append("  note: " + n)
         for t in b["targets"]:
             lines.append("  %-4s %s: %s" % ("PASS" if t["pass"] else "MISS", t["what"], t["detail"]))
     return "\n".join(lines) + "\n"
@@ -511,12 +994,14 @@ def md_cell(s):
 def markdown_report(benches, info):
     out = []
     out.append("Measured on %s with `scripts/bench` (median of %d runs per implementation, "
-               "implementations interleaved)." % (info["date"], info["runs"]))
+               "implementations interleaved). *time vs crt*: the implementation's time / crt's; "
+               "*crt ahead by*: its time / crt's, or crt's rate / its rate (above 1: crt is ahead)."
+               % (info["date"], info["runs"]))
     out.append("")
     out.append("| machine | |")
     out.append("|---|---|")
     for k in ("cpu", "cores", "memory", "kernel", "os", "crt", "commit", "lua", "luv", "libuv",
-              "node", "python", "compiler", "hyperfine", "memory measure", "load"):
+              "node", "python", "compiler", "hyperfine", "memory measure", "load", "duration"):
         if info.get(k):
             out.append("| %s | %s |" % (k, md_cell(info[k])))
     for b in benches:
@@ -529,8 +1014,12 @@ def markdown_report(benches, info):
         for row in body:
             out.append("| " + " | ".join(md_cell(c) for c in row) + " |")
         fails = [r for r in b["rows"] if not r["ok"]]
-        if fails or b["targets"]:
+        out.append("")
+        if b.get("method") or b.get("load"):
+            out.append("(%s)" % "; ".join(x for x in (b.get("method"), b.get("load")) if x))
             out.append("")
+        for n in b.get("notes", []):
+            out.append("- " + n)
         for r in fails:
             out.append("- %s FAILED: `%s`" % (r["label"], r["failure"]))
         for t in b["targets"]:
@@ -587,6 +1076,13 @@ def machine_info(tools, runs):
     return info
 
 
+def loadavg():
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def dpkg_version(pkg):
     return capture(["dpkg-query", "-W", "-f", "${Version}", pkg]).strip()
 
@@ -594,12 +1090,17 @@ def dpkg_version(pkg):
 # --------------------------------------------------------------------------
 
 
-BENCHES = {"w1": bench_w1, "w2": bench_w2, "startup": bench_startup}
+BENCHES = {"w1": bench_w1, "w2": bench_w2, "startup": bench_startup, "w3": bench_w3,
+           "w3p": bench_w3p, "w4": bench_w4, "w5": bench_w5, "w6": bench_w6, "msgs": bench_msgs,
+           "w7": bench_w7}
+ALIASES = {"w3t": "w3", "w3_cpu": "w3", "threads": "w3", "w3_proc": "w3p", "w3proc": "w3p",
+           "w4_tiny": "w4", "w5_messages": "w5", "w6_spawn": "w6", "proc_msgs": "msgs",
+           "procmsgs": "msgs", "messages": "msgs", "w7_echo": "w7", "start-up": "startup"}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("benchmarks", nargs="*", help="w1, w2, startup (default: all)")
+    ap.add_argument("benchmarks", nargs="*", help="%s (default: all)" % " ".join(BENCHES))
     ap.add_argument("--crt", default=os.path.join(ROOT, "build-release", "crt"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="unrecorded rounds first (W1, W2)")
@@ -612,10 +1113,11 @@ def main():
                     help="run what can be run when crt or a peer is missing")
     args = ap.parse_args()
 
-    names = [b.lower() for b in args.benchmarks] or list(BENCHES)
+    names = [ALIASES.get(b.lower(), b.lower()) for b in args.benchmarks] or list(BENCHES)
     for b in names:
         if b not in BENCHES:
             ap.error("unknown benchmark %r (known: %s)" % (b, ", ".join(BENCHES)))
+    names = [b for b in BENCHES if b in names]  # the usual order, once each
 
     tools = Tools(os.path.abspath(args.crt))
     missing = tools.missing()
@@ -634,7 +1136,23 @@ def main():
     except (OSError, ValueError):
         pass
     info = machine_info(tools, args.runs)
-    benches = [BENCHES[b](tools, args, log) for b in names]
+    benches = []
+    started = time.time()
+    try:
+        for name in names:
+            load = loadavg()
+            t0 = time.time()
+            got = BENCHES[name](tools, args, log)
+            parts = got if isinstance(got, list) else [got]
+            for b in parts:
+                b["load"] = "load average %s before, %s after; %.0f s%s" % (
+                    load, loadavg(), time.time() - t0,
+                    " for the %d parts of %s" % (len(parts), name.upper()) if len(parts) > 1 else "")
+                benches.append(b)
+    finally:
+        for d in CLEANUP:
+            shutil.rmtree(d, ignore_errors=True)
+    info["duration"] = "%.1f min for the whole run" % ((time.time() - started) / 60)
 
     text = text_report(benches, info)
     md = markdown_report(benches, info)
