@@ -28,15 +28,34 @@ describe("crt.process.pool", function()
 
   it("runs jobs in parallel on its workers", function()
     local pool = crt.process.pool { size = 2 }
-    -- Start the workers first, so that only the jobs are timed.
-    crt.all { pool:run(mypid), pool:run(mypid) }
-    local t0 = crt.now()
-    local a = pool:run(function() crt.sleep(0.3) return mypid() end)
-    local b = pool:run(function() crt.sleep(0.3) return mypid() end)
+    -- Each job marks its arrival and waits (bounded) for the other's mark:
+    -- both succeed only if the two jobs run at the same time.
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(crt.fs.mkdir(dir))
+    local function meet(me, other, where)
+      local f = io.open(where .. "/" .. me, "w")
+      f:close()
+      for _ = 1, 2000 do
+        local o = io.open(where .. "/" .. other)
+        if o then
+          o:close()
+          return mypid()
+        end
+        crt.sleep(0.005)
+      end
+      return nil
+    end
+    local a = pool:run(meet, "a", "b", dir)
+    local b = pool:run(meet, "b", "a", dir)
     local pa, pb = a:await(), b:await()
-    assert.is_true(crt.now() - t0 < 0.55)
+    assert.is_not_nil(pa)
+    assert.is_not_nil(pb)
     assert.are_not.equal(pa, pb)
     pool:close()
+    os.remove(dir .. "/a")
+    os.remove(dir .. "/b")
+    crt.fs.rmdir(dir)
   end)
 
   it("maps in order, chunked", function()
