@@ -510,6 +510,16 @@ static void run_complete(crt_job *j) {
     job_release(m, j);
     return;
   }
+  if (j->kind == CRT_JOB_CALL) {
+    /* run/pool:run: the task is a future (no coroutine); complete it. */
+    lua_State *L = m->rt->L;
+    int n = push_outcome(L, j);
+    int ok = lua_toboolean(L, -n);
+    lua_remove(L, -n);
+    job_release(m, j);
+    crt_task_complete(t, L, ok, n - 1);
+    return;
+  }
   /* A dedicated thread has ended: join it (it only has to return). The
    * owner's task pins the pool object, so the pool is alive. */
   if (j->kind == CRT_JOB_SPAWN)
@@ -611,14 +621,43 @@ static int start_task(lua_State *L, tmod *m, int pbidx) {
   return 1;
 }
 
+/* task:cancel() of a run: drop the queued job (which completes the task at
+ * once, as cancelled) or interrupt the running one (it completes later). */
+static void future_cancel(crt_task *t, void *data) {
+  (void)t;
+  crt_pool_cancel((crt_job *)data);
+}
+
+/* run and pool:run return a future: a task without a coroutine that the
+ * job's completion ends (a job costs no coroutine, ~1 KiB, of its own). The
+ * job is submitted at once. */
 static int do_run(lua_State *L, tmod *m, int pbidx, int f, const char *fname, const char *what) {
   pbox *pb = lua_touserdata(L, pbidx);
   if (lua_type(L, f) != LUA_TFUNCTION)
     return crt_typeerror(L, fname, f, "function");
   check_open(L, m, pb, fname);
   int nargs = pbidx - f - 1; /* the pool object was pushed after the arguments */
-  call_job(L, m, f, nargs, 0, CRT_JOB_CALL, fname, what);
-  return start_task(L, m, pbidx);
+  jbox *jb = call_job(L, m, f, nargs, 0, CRT_JOB_CALL, fname, what);
+  /* May raise (no memory): the box still owns the job then. */
+  crt_task *t = crt_task_future(m->rt, L, future_cancel, jb->job);
+  crt_job *j = jb->job;
+  jb->job = NULL;
+  j->owner = t;
+  j->ud = m;
+  j->complete = run_complete;
+  int rc = crt_pool_submit(pb->p, &j, 1);
+  if (rc != 0) {
+    crt_job_free(j);
+    crt_sched_push_cancelled(L); /* end the future quietly, then raise */
+    crt_task_complete(t, L, 0, 1);
+    return crt_errorf(L, fname, "cannot start a thread: %s",
+                      rc == UV_EPIPE ? "the pool is closed" : strerror(-rc));
+  }
+  m->njobs++;
+  /* The task pins the pool object while it lives. */
+  lua_pushvalue(L, pbidx);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
 }
 
 static int l_run(lua_State *L) {

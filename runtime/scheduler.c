@@ -47,7 +47,8 @@ struct crt_task {
   crt_task *await_next;    /* link in the awaited task's list */
   crt_task *fnext, *fprev; /* rt->alive while alive; rt->unobserved after */
   notify *notify;
-  int ref; /* registry pin while alive, LUA_NOREF after */
+  int ref;  /* registry pin while alive, LUA_NOREF after */
+  int oref; /* a future's outcome table in the registry (see crt_task_future) */
   /* Values pushed on co for the next resume; once DONE, the results at the
    * top of co; once FAILED or CANCELLED, 2 (error, traceback). */
   int nres;
@@ -61,6 +62,7 @@ struct crt_task {
   unsigned unobs : 1;      /* in the unobserved-failure list */
   unsigned timed_out : 1;  /* the deadline fired before a wake */
   unsigned deferred : 1;   /* unpark found the wait already completing */
+  unsigned future : 1;     /* no coroutine: C code completes it */
 };
 
 /* The task being resumed on this thread (tasks of nested runtimes on the same
@@ -211,10 +213,20 @@ static void unobserved_remove(crt_runtime *rt, crt_task *t) {
 /* Print the error of a failed task nobody awaited. L is the running thread
  * (the main state in the scheduler, whichever thread runs a finalizer). */
 static void report(lua_State *L, crt_task *t, const char *what) {
-  lua_State *co = t->co;
-  const char *tb = lua_tostring(co, -1); /* the traceback string (see finish) */
   lua_pushstring(L, what);
-  lua_pushstring(L, tb ? tb : "(no traceback)");
+  if (t->future) { /* the outcome table: {error, traceback} */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->oref);
+    lua_rawgeti(L, -1, 2);
+    lua_remove(L, -2);
+  } else { /* the traceback string at the top of the dead coroutine */
+    lua_checkstack(t->co, 1);
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(no traceback)");
+  }
   lua_concat(L, 2);
   crt_rt_log(t->rt, CRT_LOG_ERROR, lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -253,6 +265,8 @@ static void drop_internal_frames(lua_State *L) {
   luaL_pushresult(&b);
   lua_replace(L, -2);
 }
+
+static void end_task(crt_task *t);
 
 /* The task's coroutine returned or raised: record how, wake its awaiters,
  * tell the channels that asked, unpin it. */
@@ -298,6 +312,14 @@ static void finish(crt_task *t, int st, int nres) {
       t->observed = 1; /* cancellation is not an error */
   }
 
+  end_task(t);
+}
+
+/* Common end of every task, once its outcome is recorded: wake its
+ * awaiters, tell the channels that asked, route an unobserved failure,
+ * unpin it. */
+static void end_task(crt_task *t) {
+  crt_runtime *rt = t->rt;
   for (crt_task *a = t->awaiters; a;) {
     crt_task *next = a->await_next;
     a->await_next = NULL;
@@ -403,11 +425,78 @@ crt_task *crt_task_spawn(crt_runtime *rt, lua_State *L, int nargs) {
   return t;
 }
 
+/* ---- futures: tasks that C code completes -------------------------------- */
+
+crt_task *crt_task_future(crt_runtime *rt, lua_State *L, crt_unpark_fn on_cancel, void *data) {
+  crt_task *t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, CRT_TASK_MT);
+  t->rt = rt;
+  t->future = 1;
+  t->oref = LUA_NOREF;
+  crt_timer_init(&t->timer, NULL);
+  t->status = CRT_TASK_RUNNING;
+  t->unpark = on_cancel;
+  t->unpark_data = data;
+  lua_pushvalue(L, -1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->nalive++;
+  list_add(&rt->alive, t);
+  return t;
+}
+
+void crt_task_complete(crt_task *t, lua_State *L, int ok, int n) {
+  if (t->ref == LUA_NOREF) { /* already ended (abandoned at shutdown) */
+    lua_pop(L, n);
+    return;
+  }
+  if (!ok && n != 1) {
+    lua_pop(L, n - 1 > 0 ? n - 1 : 0);
+    if (n < 1)
+      lua_pushnil(L);
+    n = 1;
+  }
+  /* The outcome table: the results, or {error, traceback}. */
+  lua_createtable(L, ok ? n : 2, 0);
+  lua_insert(L, -(n + 1));
+  if (ok) {
+    for (int i = n; i >= 1; i--)
+      lua_rawseti(L, -(i + 1), i);
+    t->status = CRT_TASK_DONE;
+    t->nres = n;
+    t->observed = 1;
+  } else {
+    int cancelled = is_cancelled(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING) /* it carries its traceback */
+      lua_pushvalue(L, -1);
+    else
+      lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+    lua_rawseti(L, -3, 2);
+    lua_rawseti(L, -2, 1);
+    t->status = cancelled ? CRT_TASK_CANCELLED : CRT_TASK_FAILED;
+    t->nres = 2;
+    if (cancelled)
+      t->observed = 1;
+  }
+  t->oref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->unpark = NULL;
+  t->unpark_data = NULL;
+  end_task(t);
+}
+
 /* ---- cancellation ------------------------------------------------------ */
 
 void crt_task_cancel(crt_task *t) {
   if (t->ref == LUA_NOREF)
     return; /* finished: nothing to cancel */
+  if (t->future) {
+    /* Its C code is told once; it completes the task (perhaps at once). */
+    if (!t->cancel_req && t->unpark) {
+      t->cancel_req = 1;
+      t->unpark(t, t->unpark_data);
+    }
+    return;
+  }
   if (t->parked && t->queued) {
     t->cancel_now = 1; /* yielding (crt.yield): resumes soon, raises there */
   } else if (t->parked) {
@@ -442,8 +531,10 @@ void crt_sched_cancel_all(crt_runtime *rt, int abandon) {
    * its wait source and ended as cancelled without running further (by then
    * the runtime has stopped every thread that could still wake it). */
   for (int round = 0; round < 3 && rt->alive; round++) {
-    for (crt_task *t = rt->alive; t; t = t->fnext)
+    for (crt_task *t = rt->alive, *next; t; t = next) {
+      next = t->fnext; /* cancelling a future may end it (and unlink it) at once */
       crt_task_cancel(t);
+    }
     while (rt->ready_head)
       crt_sched_drain(rt);
   }
@@ -451,6 +542,13 @@ void crt_sched_cancel_all(crt_runtime *rt, int abandon) {
     return;
   while (rt->alive) {
     crt_task *t = rt->alive;
+    if (t->future) {
+      /* Every thread that could complete it has stopped. */
+      t->unpark = NULL;
+      push_cancelled(rt->L);
+      crt_task_complete(t, rt->L, 0, 1);
+      continue;
+    }
     if (t->parked && t->unpark)
       t->unpark(t, t->unpark_data);
     t->parked = 0;
@@ -534,6 +632,21 @@ static int push_outcome(lua_State *L, crt_task *t) {
   lua_State *co = t->co;
   t->observed = 1;
   unobserved_remove(t->rt, t);
+  if (t->future) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->oref);
+    int tb = lua_gettop(L);
+    if (t->status == CRT_TASK_DONE) {
+      int n = t->nres;
+      luaL_checkstack(L, n, "too many results to await");
+      for (int i = 1; i <= n; i++)
+        lua_rawgeti(L, tb, i);
+      lua_remove(L, tb);
+      return n;
+    }
+    lua_rawgeti(L, tb, 1);
+    lua_remove(L, tb);
+    return lua_error(L);
+  }
   if (t->status == CRT_TASK_DONE) {
     int n = t->nres;
     int top = lua_gettop(co);
@@ -623,6 +736,10 @@ int crt_task_gc(lua_State *L) {
   if (t->unobs && t->rt) {
     unobserved_remove(t->rt, t);
     report(L, t, "crt: error in a task that nobody awaited:\n");
+  }
+  if (t->future && t->oref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->oref);
+    t->oref = LUA_NOREF;
   }
   return 0;
 }

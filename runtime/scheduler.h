@@ -56,6 +56,18 @@ void crt_task_wake(crt_task *t, int n);
  * new task; pushes the task object. */
 crt_task *crt_task_spawn(struct crt_runtime *rt, lua_State *L, int nargs);
 
+/* A task with no coroutine, that C code completes (a job on the thread
+ * pool): pushes the task object. It is "running" until
+ * crt_task_complete; awaiting it, crt.all/race and the rest work as for any
+ * task. task:cancel() calls on_cancel(t, data) once, which must see to it
+ * that the task is completed (at once or later), e.g. as cancelled. */
+crt_task *crt_task_future(struct crt_runtime *rt, lua_State *L, crt_unpark_fn on_cancel,
+                          void *data);
+/* Complete a future (loop thread): ok with the n values at the top of L, or
+ * failed with the error value at the top (n = 1; crt.Cancelled makes it
+ * cancelled). The values are popped. Completing an ended task only pops. */
+void crt_task_complete(crt_task *t, lua_State *L, int ok, int n);
+
 /* Request cancellation (what task:cancel does). */
 void crt_task_cancel(crt_task *t);
 

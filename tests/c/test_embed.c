@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "crt.h"
+#include "scheduler.h"
 
 static char logged[4096];
 static int nlogged;
@@ -151,6 +152,37 @@ static void test_module_entry(void) {
   crt_close(rt);
 }
 
+/* A future (a task without a coroutine) completed from C: awaited from Lua,
+ * and a failure nobody awaits is reported. */
+static void test_future(void) {
+  crt_runtime *rt = open_logged();
+  lua_State *L = crt_lua(rt);
+  crt_task *f = crt_task_future(rt, L, NULL, NULL);
+  lua_setglobal(L, "fut");
+  CHECK(crt_dostring(rt, "st = fut:status() a, b = fut:await()", "=f") == 0);
+  for (int i = 0; i < 3; i++)
+    CHECK(crt_step(rt, CRT_NOWAIT) > 0); /* the main task waits for it */
+  lua_pushinteger(L, 7);
+  lua_pushliteral(L, "x");
+  crt_task_complete(f, L, 1, 2);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(global_int(rt, "a") == 7);
+  lua_getglobal(L, "b");
+  CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "x") == 0);
+  lua_getglobal(L, "st");
+  CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "running") == 0);
+  lua_pop(L, 2);
+
+  crt_task *g = crt_task_future(rt, L, NULL, NULL);
+  lua_pop(L, 1); /* nobody keeps it: its failure must still be reported */
+  lua_pushliteral(L, "future failed");
+  crt_task_complete(g, L, 0, 1);
+  crt_step(rt, CRT_UNTIL_DONE);
+  CHECK(strstr(logged, "nobody awaited") && strstr(logged, "future failed"));
+  CHECK(crt_exit_code(rt) == 1);
+  crt_close(rt);
+}
+
 int main(void) {
   test_until_done();
   test_nowait_frames();
@@ -161,5 +193,6 @@ int main(void) {
   test_deadlock();
   test_close_pending();
   test_module_entry();
+  test_future();
   return CHECK_RESULT("embed");
 }
