@@ -87,10 +87,14 @@ function crt.timeout(seconds, fn, ...)
     error(format("crt.timeout: bad argument #1 (number expected, got %s)",
       seconds ~= seconds and "nan" or type(seconds)), 2)
   end
-  if type(fn) ~= "function" then
-    error(format("crt.timeout: bad argument #2 (function expected, got %s)", type(fn)), 2)
+  local t
+  if istask(fn) then
+    t = fn -- an existing task (a thread job, say): it is the one cancelled on the deadline
+  elseif type(fn) == "function" then
+    t = spawn(fn, ...)
+  else
+    error(format("crt.timeout: bad argument #2 (function or task expected, got %s)", type(fn)), 2)
   end
-  local t = spawn(fn, ...)
   local ch = channel()
   notify(t, ch, 1)
   local ok, i = pcall(select_, { { ch, "recv" }, timeout = seconds })

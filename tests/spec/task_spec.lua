@@ -426,6 +426,14 @@ describe("crt.timeout", function()
     assert.are.same({ nil, "timeout" }, r)
   end)
 
+  it("takes a task instead of a function, and cancels that task", function()
+    local slow = crt.spawn(function() crt.sleep(100) end)
+    assert.are.same({ nil, "timeout" }, { crt.timeout(0.01, slow) })
+    assert.are.equal("cancelled", slow:status())
+    local quick = crt.spawn(function() return "quick" end)
+    assert.are.equal("quick", crt.timeout(1, quick))
+  end)
+
   it("re-raises fn's error", function()
     local ok, err = pcall(crt.timeout, 1, function() error("timeout fn failed") end)
     assert.is_false(ok)
@@ -436,7 +444,7 @@ describe("crt.timeout", function()
     assert.has_error(function() crt.timeout("1", print) end,
       "crt.timeout: bad argument #1 (number expected, got string)")
     assert.has_error(function() crt.timeout(1, 2) end,
-      "crt.timeout: bad argument #2 (function expected, got number)")
+      "crt.timeout: bad argument #2 (function or task expected, got number)")
   end)
 end)
 

@@ -148,3 +148,15 @@ describe("exiting with busy threads", function()
     assert.are.equal(0, code)
   end)
 end)
+
+describe("crt.timeout around a job", function()
+  it("cancels the job itself when given the task run returns", function()
+    local pool = crt.thread.pool { size = 1 }
+    local job = pool:run(function() while true do end end)
+    assert.are.same({ nil, "timeout" }, { crt.timeout(0.05, job) })
+    assert.are.equal("cancelled", job:status())
+    -- the worker is free again
+    assert.are.equal(3, pool:run(function() return 3 end):await())
+    pool:close()
+  end)
+end)
