@@ -2,10 +2,7 @@
 local helper = require "tests.spec.helper"
 local q = helper.shell_quote
 
-local function example(name, env)
-  return helper.run((env or "") .. " " .. q(helper.crt) .. " " ..
-    q(helper.source_dir .. "/examples/" .. name) .. " </dev/null")
-end
+local example = helper.example
 
 describe("examples", function()
   it("async.lua: both fetches start before either finishes", function()

@@ -40,6 +40,14 @@ function helper.run(cmd)
   return code, out, err
 end
 
+-- Run an example as its own crt process: args is the file name under
+-- examples/ followed by its arguments (quoted by the caller), env an optional
+-- "NAME=value" prefix. Returns the exit status, stdout and stderr.
+function helper.example(args, env)
+  return helper.run((env or "") .. " " .. helper.shell_quote(helper.crt) .. " " ..
+    helper.shell_quote(helper.source_dir .. "/examples/") .. args .. " </dev/null")
+end
+
 function helper.shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end

@@ -1,12 +1,8 @@
 -- The process examples run and print what their comments promise (small
 -- sizes; no timing is asserted).
 local helper = require "tests.spec.helper"
-local q = helper.shell_quote
 
-local function example(args, env)
-  return helper.run((env or "") .. " " .. q(helper.crt) .. " " ..
-    q(helper.source_dir .. "/examples/") .. args .. " </dev/null")
-end
+local example = helper.example
 
 describe("process examples", function()
   it("processes.lua: both children start before either finishes", function()

@@ -3,10 +3,7 @@
 local helper = require "tests.spec.helper"
 local q = helper.shell_quote
 
-local function example(args, env)
-  return helper.run((env or "") .. " " .. q(helper.crt) .. " " ..
-    q(helper.source_dir .. "/examples/") .. args .. " </dev/null")
-end
+local example = helper.example
 
 describe("thread examples", function()
   it("threads.lua: both threads start before either finishes", function()
