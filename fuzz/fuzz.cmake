@@ -19,20 +19,17 @@ if(CRT_FUZZ)
   set(crt_fuzz_flags -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
                      -fno-sanitize-recover=all)
 
-  add_executable(fuzz_decode fuzz/fuzz_decode.c fuzz/chan_stub.c runtime/codec.c runtime/buf.c)
-  target_include_directories(fuzz_decode PRIVATE runtime ${LUA_INCLUDE_DIRS})
-  target_compile_definitions(fuzz_decode PRIVATE CRT_CODEC_FUZZING _GNU_SOURCE)
-  target_compile_options(fuzz_decode PRIVATE -g ${crt_fuzz_flags})
-  target_link_options(fuzz_decode PRIVATE ${crt_fuzz_flags})
-  target_link_libraries(fuzz_decode PRIVATE ${LUA_LINK_LIBRARIES} m)
-
-  add_executable(fuzz_roundtrip fuzz/fuzz_roundtrip.c fuzz/chan_stub.c runtime/codec.c
-                                runtime/buf.c)
-  target_include_directories(fuzz_roundtrip PRIVATE runtime ${LUA_INCLUDE_DIRS})
-  target_compile_definitions(fuzz_roundtrip PRIVATE CRT_CODEC_FUZZING _GNU_SOURCE)
-  target_compile_options(fuzz_roundtrip PRIVATE -g ${crt_fuzz_flags})
-  target_link_options(fuzz_roundtrip PRIVATE ${crt_fuzz_flags})
-  target_link_libraries(fuzz_roundtrip PRIVATE ${LUA_LINK_LIBRARIES} m)
+  function(crt_fuzz_target name)
+    add_executable(${name} fuzz/${name}.c fuzz/allowlist.c fuzz/chan_stub.c runtime/codec.c
+                           runtime/buf.c)
+    target_include_directories(${name} PRIVATE runtime ${LUA_INCLUDE_DIRS})
+    target_compile_definitions(${name} PRIVATE CRT_CODEC_FUZZING _GNU_SOURCE)
+    target_compile_options(${name} PRIVATE -g ${crt_fuzz_flags})
+    target_link_options(${name} PRIVATE ${crt_fuzz_flags})
+    target_link_libraries(${name} PRIVATE ${LUA_LINK_LIBRARIES} m)
+  endfunction()
+  crt_fuzz_target(fuzz_decode)
+  crt_fuzz_target(fuzz_roundtrip)
 
   add_executable(gen_fuzz_corpus fuzz/gen_corpus.c fuzz/chan_stub.c runtime/codec.c
                                  runtime/buf.c)

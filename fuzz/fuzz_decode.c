@@ -29,46 +29,13 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "allowlist.h"
 #include "fuzz_funcs.h"
 
 int crt_chan_stub_push(lua_State *L, uint64_t id);
 
 static lua_State *L;
 static int verbose; /* FUZZ_VERBOSE=1: print each decode's outcome */
-
-#define MAXBLOBS 16
-static struct {
-  char *p;
-  size_t n;
-} blobs[MAXBLOBS];
-static int nblobs;
-
-int crt_codec_fuzz_bytecode_ok(const char *p, size_t n) {
-  for (int i = 0; i < nblobs; i++)
-    if (blobs[i].n == n && memcmp(blobs[i].p, p, n) == 0)
-      return 1;
-  return 0;
-}
-
-static int writer(lua_State *l, const void *p, size_t n, void *ud) {
-  (void)l;
-  crt_buf *b = ud;
-  return crt_buf_append(b, p, n) != 0;
-}
-
-static void addblob(lua_State *l, int idx) {
-  if (nblobs == MAXBLOBS)
-    abort();
-  crt_buf b;
-  crt_buf_init(&b);
-  lua_pushvalue(l, idx);
-  if (lua_dump(l, writer, &b, 0) != 0)
-    abort();
-  lua_pop(l, 1);
-  blobs[nblobs].p = b.data;
-  blobs[nblobs].n = b.len;
-  nblobs++;
-}
 
 /* Allocation cap: the codec's own bounds keep hostile input far below it. */
 static size_t used;
@@ -112,12 +79,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       abort();
     if (lua_type(L, -1) == LUA_TTABLE) {
       for (int k = 1; lua_rawgeti(L, -1, k) == LUA_TFUNCTION; k++) {
-        addblob(L, -1);
+        fuzz_allow(L, -1);
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
     } else {
-      addblob(L, -1);
+      fuzz_allow(L, -1);
     }
     lua_pop(L, 1);
   }

@@ -20,42 +20,12 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "allowlist.h"
 #include "fuzz_funcs.h"
 
 int crt_chan_stub_push(lua_State *L, uint64_t id);
 
 static lua_State *A, *B;
-
-#define MAXBLOBS 16
-static struct {
-  char *p;
-  size_t n;
-} blobs[MAXBLOBS];
-static int nblobs;
-
-int crt_codec_fuzz_bytecode_ok(const char *p, size_t n) {
-  for (int i = 0; i < nblobs; i++)
-    if (blobs[i].n == n && memcmp(blobs[i].p, p, n) == 0)
-      return 1;
-  return 0;
-}
-
-static int writer(lua_State *l, const void *p, size_t n, void *ud) {
-  (void)l;
-  return crt_buf_append(ud, p, n) != 0;
-}
-
-static void addblob(lua_State *l, int idx) {
-  crt_buf b;
-  crt_buf_init(&b);
-  lua_pushvalue(l, idx);
-  if (nblobs == MAXBLOBS || lua_dump(l, writer, &b, 0) != 0)
-    abort();
-  lua_pop(l, 1);
-  blobs[nblobs].p = b.data;
-  blobs[nblobs].n = b.len;
-  nblobs++;
-}
 
 /* The canonical dump: tables numbered in first-visit order, keys sorted by
  * their text, so that both states print the same graph the same way. */
@@ -120,12 +90,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       abort();
     if (lua_type(A, -1) == LUA_TTABLE) {
       for (int k = 1; lua_rawgeti(A, -1, k) == LUA_TFUNCTION; k++) {
-        addblob(A, -1);
+        fuzz_allow(A, -1);
         lua_pop(A, 1);
       }
       lua_pop(A, 1);
     } else {
-      addblob(A, -1);
+      fuzz_allow(A, -1);
     }
     lua_pop(A, 1);
   }
