@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 
 #include "io.h"
+#include "util.h"
 #include "stream.h"
 
 #define CRT_IO_GRACE_MS 2000

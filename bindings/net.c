@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 
 #include "io.h"
+#include "util.h"
 #include "rt.h"
 #include "scheduler.h"
 #include "stream.h"

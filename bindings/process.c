@@ -51,6 +51,7 @@
 #include "codec.h"
 #include "ipc.h"
 #include "io.h"
+#include "util.h"
 #include "process.h"
 #include "rt.h"
 #include "scheduler.h"

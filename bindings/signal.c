@@ -24,6 +24,7 @@
 #include <lauxlib.h>
 
 #include "io.h"
+#include "util.h"
 #include "rt.h"
 #include "scheduler.h"
 

@@ -27,6 +27,7 @@
 #include <lauxlib.h>
 
 #include "rt.h"
+#include "util.h"
 #include "scheduler.h"
 #include "stream.h"
 

@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 
 #include "chan.h"
+#include "util.h"
 #include "rt.h"
 #include "scheduler.h"
 

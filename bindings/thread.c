@@ -29,6 +29,7 @@
 #include <lauxlib.h>
 
 #include "chan.h"
+#include "util.h"
 #include "codec.h"
 #include "pool.h"
 #include "rt.h"

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "chan.h"
+#include "util.h"
 #include "codec.h"
 #include "pool.h"
 #include "rt.h"

@@ -30,6 +30,7 @@
 #include "chan.h"
 #include "codec.h"
 #include "rt.h"
+#include "util.h" /* TODO(issue 8): the engine must not raise Lua errors */
 #include "scheduler.h"
 #include "tctx.h"
 

@@ -7,7 +7,7 @@
  * in module mode (require "crt" from a stock lua5.4) a sentinel userdata in
  * the registry closes it when the state closes.
  */
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,52 +58,32 @@ void crt_rt_log(crt_runtime *rt, crt_log_level level, const char *msg) {
   }
 }
 
-int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  luaL_where(L, 1);
-  lua_pushstring(L, fname);
-  lua_pushliteral(L, ": ");
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  lua_concat(L, 4);
-  lua_error(L);
-  abort(); /* not reached: lua_error does not return */
+/* ---- named access (rt.h) ------------------------------------------------ */
+
+uv_loop_t *crt_rt_loop(crt_runtime *rt) { return &rt->loop; }
+const crt_config *crt_rt_config(crt_runtime *rt) { return &rt->cfg; }
+int crt_rt_is_closing(crt_runtime *rt) { return rt->closing; }
+int crt_rt_is_exiting(crt_runtime *rt) { return rt->exiting; }
+int crt_rt_is_draining(crt_runtime *rt) { return rt->draining; }
+int crt_rt_owns_state(crt_runtime *rt) { return rt->owns_state; }
+int crt_rt_nreported(crt_runtime *rt) { return rt->nreported; }
+void crt_rt_keepalive(crt_runtime *rt, int delta) { rt->nkeepalive += (size_t)(ptrdiff_t)delta; }
+
+void crt_rt_request_exit(crt_runtime *rt, int code) {
+  rt->exit_code = code;
+  rt->exiting = 1;
 }
 
-/* Like luaL_argerror: callers give stack indices; in a method call (o:m(x))
- * self is not counted, and a bad self is named as such. */
-static int method_call(lua_State *L, int *arg) {
-  lua_Debug ar;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.namewhat &&
-      strcmp(ar.namewhat, "method") == 0) {
-    (*arg)--;
-    return *arg == 0;
-  }
-  return 0;
+void crt_rt_report(crt_runtime *rt, const char *msg) {
+  crt_rt_log(rt, CRT_LOG_ERROR, msg);
+  rt->nreported++;
 }
 
-int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg) {
-  if (method_call(L, &arg))
-    crt_errorf(L, fname, "bad self (%s)", msg);
-  crt_errorf(L, fname, "bad argument #%d (%s)", arg, msg);
-}
-
-int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname) {
-  const char *got = lua_type(L, arg) == LUA_TNONE ? "no value" : luaL_typename(L, arg);
-  if (method_call(L, &arg))
-    crt_errorf(L, fname, "bad self (%s expected, got %s)", tname, got);
-  crt_errorf(L, fname, "bad argument #%d (%s expected, got %s)", arg, tname, got);
-}
-
-int crt_pushfail(lua_State *L, int uverr, const char *what) {
-  lua_pushnil(L);
-  if (what)
-    lua_pushfstring(L, "%s: %s", what, uv_strerror(uverr));
-  else
-    lua_pushstring(L, uv_strerror(uverr));
-  lua_pushstring(L, uv_err_name(uverr));
-  return 3;
+void crt_rt_get_stats(crt_runtime *rt, crt_rt_stats *out) {
+  out->tasks = rt->nalive;
+  out->ready = rt->nready;
+  out->timers = crt_timers_count(rt);
+  out->keepalive = rt->nkeepalive;
 }
 
 /* ---- opening --------------------------------------------------------- */

@@ -107,21 +107,37 @@ int crt_rt_on_close(struct crt_runtime *rt, void (*fn)(void *ud), void *ud);
 void crt_rt_log(struct crt_runtime *rt, crt_log_level level, const char *msg);
 void crt_rt_set_error(struct crt_runtime *rt, const char *msg);
 
-#if defined(__GNUC__)
-#define CRT_NORETURN __attribute__((noreturn))
-#else
-#define CRT_NORETURN
-#endif
+/* ---- named access for the bindings and the CLI ---------------------------
+ * The bindings change the runtime only through these (the struct above is
+ * the engine's own; see docs/architecture.md). */
 
-/* Raise a Lua error naming the function: "<fname>: <fmt...>". */
-CRT_NORETURN int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...);
-/* Raise "<fname>: bad argument #<arg> (<msg>)". `arg` is a stack index; as
- * in luaL_argerror, a method call (o:m(x)) does not count self, and a bad
- * self reads "<fname>: bad self (<msg>)". */
-CRT_NORETURN int crt_argerror(lua_State *L, const char *fname, int arg, const char *msg);
-/* Raise "<fname>: bad argument #<arg> (<tname> expected, got <type>)". */
-CRT_NORETURN int crt_typeerror(lua_State *L, const char *fname, int arg, const char *tname);
-/* Push nil, message, code for a libuv error; returns 3. */
-int crt_pushfail(lua_State *L, int uverr, const char *what);
+uv_loop_t *crt_rt_loop(struct crt_runtime *rt);
+const crt_config *crt_rt_config(struct crt_runtime *rt);
+/* crt_close is running (tasks are being cancelled, handles closed). */
+int crt_rt_is_closing(struct crt_runtime *rt);
+/* An exit was requested (crt.exit, a signal, a fatal error). */
+int crt_rt_is_exiting(struct crt_runtime *rt);
+/* The scheduler is running tasks right now (a call from inside a task). */
+int crt_rt_is_draining(struct crt_runtime *rt);
+/* The runtime created its Lua state (crt_open), as opposed to module mode. */
+int crt_rt_owns_state(struct crt_runtime *rt);
+/* Ask the runtime to end with this exit status: crt_step returns CRT_EEXIT. */
+void crt_rt_request_exit(struct crt_runtime *rt, int code);
+/* Log an error nobody awaits (with its traceback) and count it: the exit
+ * status becomes 1 and crt_step returns CRT_EFAILED once. */
+void crt_rt_report(struct crt_runtime *rt, const char *msg);
+/* Errors reported so far. */
+int crt_rt_nreported(struct crt_runtime *rt);
+/* Count something that keeps the runtime running although no task is alive
+ * (a crt.after / crt.every timer). */
+void crt_rt_keepalive(struct crt_runtime *rt, int delta);
+
+typedef struct crt_rt_stats {
+  size_t tasks;     /* alive */
+  size_t ready;     /* in the ready queue */
+  size_t timers;    /* armed */
+  size_t keepalive; /* see crt_rt_keepalive */
+} crt_rt_stats;
+void crt_rt_get_stats(struct crt_runtime *rt, crt_rt_stats *out);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "chan.h"
 #include "rt.h"
+#include "util.h" /* TODO(issue 8): the engine must not raise Lua errors */
 #include "scheduler.h"
 
 /* A channel told when a task finishes (crt.all, crt.race, crt.group). */
