@@ -63,7 +63,6 @@
 #define GRACE_MS 200
 
 const char *crt_lua_source(const char *name, size_t *len); /* generated */
-int crt_rt_start_main(crt_runtime *rt, int nargs);         /* runtime/rt.c */
 
 #define container_of(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
 
@@ -1319,7 +1318,7 @@ int crt_child_main(int argc, char **argv) {
     lua_insert(L, base + 1);
     n = 2;
   }
-  crt_rt_start_main(rt, n);
+  crt_start_main(rt, n);
   crt_step(rt, CRT_UNTIL_DONE);
   /* What was sent must reach the parent before the process ends. */
   while (*pbox && crt_ipc_writing(&ep->ipc))

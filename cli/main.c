@@ -17,8 +17,6 @@
 #include "rt.h"
 #include "process.h"
 
-int crt_rt_start_main(crt_runtime *rt, int nargs); /* runtime/rt.c */
-int crt_rt_close(crt_runtime *rt);
 void crt_repl_push_readline(lua_State *L, crt_runtime *rt);
 void crt_repl_close(void);
 
@@ -179,11 +177,11 @@ int main(int argc, char **argv) {
   if (o.script)
     for (int i = o.script + 1; i < argc; i++, nargs++)
       lua_pushstring(L, argv[i]);
-  crt_rt_start_main(rt, 2 + nargs);
+  crt_start_main(rt, 2 + nargs);
 
   crt_step(rt, CRT_UNTIL_DONE);
   crt_repl_close();
-  int code = crt_rt_close(rt); /* after shutdown, which may report errors */
+  int code = crt_close(rt); /* after shutdown, which may report errors */
   fflush(stdout);
   return code;
 }

@@ -212,7 +212,11 @@ lua_State *crt_lua(crt_runtime *rt) { return rt->L; }
 /* ---- the main task -------------------------------------------------------- */
 
 /* The function and nargs arguments at the top of rt->L become the main task. */
-int crt_rt_start_main(crt_runtime *rt, int nargs) {
+int crt_start_main(crt_runtime *rt, int nargs) {
+  if (rt->closing) {
+    lua_pop(rt->L, nargs + 1);
+    return CRT_EFAILED;
+  }
   crt_task *t = crt_task_spawn(rt, rt->L, nargs);
   rt->main_task = t;
   lua_pop(rt->L, 1);
@@ -229,14 +233,14 @@ int crt_dofile(crt_runtime *rt, const char *path) {
   int st = luaL_loadfile(rt->L, path);
   if (st != LUA_OK)
     return load_failed(rt, st);
-  return crt_rt_start_main(rt, 0);
+  return crt_start_main(rt, 0);
 }
 
 int crt_dostring(crt_runtime *rt, const char *chunk, const char *name) {
   int st = luaL_loadbuffer(rt->L, chunk, strlen(chunk), name ? name : "=(crt_dostring)");
   if (st != LUA_OK)
     return load_failed(rt, st);
-  return crt_rt_start_main(rt, 0);
+  return crt_start_main(rt, 0);
 }
 
 /* ---- stepping ---------------------------------------------------------- */
@@ -380,7 +384,7 @@ static void detach(crt_runtime *rt) {
 /* Close rt and return the status a process should exit with, which the
  * shutdown itself can change (an error nobody awaited found while tasks and
  * children wind down). */
-int crt_rt_close(crt_runtime *rt) {
+int crt_close(crt_runtime *rt) {
   if (!rt)
     return 0;
   lua_State *L = rt->L;
@@ -397,7 +401,17 @@ int crt_rt_close(crt_runtime *rt) {
   return code;
 }
 
-void crt_close(crt_runtime *rt) { crt_rt_close(rt); }
+const char *crt_strerror(int code) {
+  switch (code) {
+  case 0: return "no error";
+  case CRT_EFAILED: return "a task failed and nobody awaited it";
+  case CRT_EEXIT: return "the runtime was asked to exit";
+  case CRT_ESYNTAX: return "the chunk has a syntax error";
+  case CRT_EFILE: return "the file cannot be read";
+  case CRT_EDEADLOCK: return "deadlock: every task waits and nothing can wake them";
+  default: return "unknown error";
+  }
+}
 
 /* ---- module mode ------------------------------------------------------- */
 

@@ -48,6 +48,12 @@ typedef struct crt_config {
   /* Install the "crt" global in the runtime's state (as the crt binary does).
    * The table is always available through require "crt". */
   int set_global;
+  /* The allocator of every Lua state the runtime creates (its main state
+   * and the state of each thread worker), with lua_newstate's contract;
+   * NULL = crt's own. Worker states call it from their own threads at the
+   * same time, so it must be thread-safe for one alloc_ud. */
+  lua_Alloc alloc;
+  void *alloc_ud;
 } crt_config;
 
 /* Fill a config with the defaults (what a NULL config means). */
@@ -65,6 +71,12 @@ CRT_API lua_State *crt_lua(crt_runtime *rt);
  * The chunk does not run until crt_step is called. */
 CRT_API int crt_dofile(crt_runtime *rt, const char *path);
 CRT_API int crt_dostring(crt_runtime *rt, const char *chunk, const char *name);
+
+/* Start the function at the top of crt_lua(rt)'s stack, called with the
+ * nargs values above it (all popped), as the main task: what crt_dofile does
+ * after loading a file. Returns 0, or CRT_EFAILED when the runtime is
+ * closing. */
+CRT_API int crt_start_main(crt_runtime *rt, int nargs);
 
 typedef enum {
   CRT_NOWAIT = 0,    /* run what is ready and return at once (once per frame) */
@@ -91,9 +103,16 @@ CRT_API const char *crt_error(crt_runtime *rt);
  * the code given to crt.exit. */
 CRT_API int crt_exit_code(crt_runtime *rt);
 
+/* A short English description of a CRT_E* code ("a task failed and nobody
+ * awaited it", ...); "unknown error" for any other value. */
+CRT_API const char *crt_strerror(int code);
+
 /* Cancel every task and let their cleanup run, stop timers, close handles,
- * join threads, reap children, close the state and free everything. */
-CRT_API void crt_close(crt_runtime *rt);
+ * join threads, reap children, close the state and free everything.
+ * Returns the status the process should exit with (crt_exit_code, taken
+ * after the shutdown, which can itself report an error). rt may be NULL
+ * (returns 0). */
+CRT_API int crt_close(crt_runtime *rt);
 
 /* The Lua module entry point: require "crt" from a stock lua5.4. */
 CRT_API int luaopen_crt(lua_State *L);
