@@ -1,5 +1,5 @@
--- luacheck configuration for crt's Lua code (bindings, examples, benchmarks,
--- specs). Run by scripts/lint and scripts/test.
+-- luacheck configuration for crt's Lua code (bindings, cli, examples,
+-- benchmarks, specs). Run by scripts/lint and scripts/test.
 std = "lua54"
 -- The crt binary installs the crt table as a global; scripts may use it
 -- without require "crt".

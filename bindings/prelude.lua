@@ -1,7 +1,8 @@
 -- prelude.lua - the parts of the crt API written in Lua on top of the C
--- primitives: crt.all, crt.race, crt.timeout and crt.group, and the runner
--- of the crt command line's chunks. Compiled into the library; runs once in
--- the runtime's state with the crt table as its argument.
+-- primitives: crt.all, crt.race, crt.timeout and crt.group. Compiled into
+-- the library; runs once in every runtime's state (crt binary, embedding
+-- hosts, module mode) with the crt table as its argument. (The crt command
+-- line's own runner and prompt live in cli/runner.lua.)
 --
 -- All four wait through one primitive, notify(task, channel, tag), which
 -- offers tag to the channel when the task ends (at once if it has ended), so
@@ -174,76 +175,3 @@ function crt.group(body)
   if failed then error(first_err, 0) end
   return table.unpack(res, 2, res.n)
 end
-
--- The crt command line runs its -e chunks and its script, in order, in one
--- main task; the script gets the arguments.
-local internal = {}
-
--- `crt -i`: each line runs as a task of its own and is awaited, so errors
--- are shown and tasks started by earlier lines keep running meanwhile.
-local function repl(readline)
-  io.stdout:write("crt ", crt.version, " (", crt.lua_version, ", libuv ", crt.uv_version,
-    ")\n")
-  -- Ctrl-C cancels the line that is running, or starts a fresh prompt; it
-  -- does not end the session (Ctrl-D does).
-  local current
-  local sigint = crt.signal and crt.signal.on("SIGINT", function()
-    if current and not current:done() then
-      current:cancel()
-    else
-      io.stdout:write("\n> ")
-      io.stdout:flush()
-    end
-  end)
-  while true do
-    local line = readline("> ")
-    if line == nil then
-      io.stdout:write("\n")
-      if sigint then sigint:stop() end
-      return
-    end
-    local f, err = load("return " .. line, "=stdin")
-    if not f then
-      local chunk = line
-      f, err = load(chunk, "=stdin")
-      -- An incomplete statement: keep reading lines.
-      while not f and err:sub(-5) == "<eof>" do
-        local more = readline(">> ")
-        if more == nil then break end
-        chunk = chunk .. "\n" .. more
-        f, err = load(chunk, "=stdin")
-      end
-    end
-    if f then
-      current = spawn(f)
-      local r = pack(pcall(current.await, current))
-      current = nil
-      if not r[1] and r[2] == Cancelled then
-        io.stderr:write("interrupted\n")
-      elseif not r[1] then
-        io.stderr:write(tostring(r[2]), "\n")
-      elseif r.n > 1 then
-        for i = 2, r.n do r[i] = tostring(r[i]) end
-        io.stdout:write(table.concat(r, "\t", 2, r.n), "\n")
-      end
-    else
-      io.stderr:write(err, "\n")
-    end
-  end
-end
-
--- Calling a chunk through the result of a call gives it no name, so that
--- tracebacks say "in main chunk", as lua does.
-local function chunk(f) return f end
-
-function internal.main(chunks, readline, ...)
-  local n = #chunks
-  for i = 1, n - 1 do chunk(chunks[i])() end
-  if n > 0 then chunk(chunks[n])(...) end
-  if readline then
-    repl(readline)
-    -- End of input ends the session, like lua -i, even with tasks running.
-    crt.exit()
-  end
-end
-debug.getregistry()["crt.internal"] = internal

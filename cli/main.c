@@ -3,6 +3,12 @@
  * input, or an interactive prompt) as the main task of a runtime, drives the
  * loop until nothing is left, and exits with the runtime's status.
  *
+ * An ordinary client of crt.h: it opens a runtime, loads its own Lua runner
+ * (cli/runner.lua, compiled into this executable only) into the runtime's
+ * state and starts it as the main task with the loaded chunks. The one
+ * private entry point it uses is crt_child_main (crt_child.h), for the
+ * child processes of crt.process.spawn.
+ *
  * Single-threaded: everything here runs on the loop thread.
  */
 #include <stdio.h>
@@ -12,13 +18,16 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <uv.h>
 
-#include "include/crt.h"
-#include "rt.h"
-#include "process.h"
+#include <crt.h>
+#include <crt_child.h>
 
-void crt_repl_push_readline(lua_State *L, crt_runtime *rt);
-void crt_repl_close(void);
+/* cli/repl.c */
+void crt_cli_repl_push(lua_State *L, crt_runtime *rt);
+void crt_cli_repl_close(void);
+/* Generated from cli/runner.lua (cmake/embed_lua.cmake). */
+const char *crt_cli_lua_source(const char *name, size_t *len);
 
 static const char *progname = "crt";
 
@@ -145,11 +154,19 @@ int main(int argc, char **argv) {
   lua_State *L = crt_lua(rt);
   create_arg(L, argc, argv, o.script);
 
-  /* Load every chunk first: a syntax error anywhere runs nothing. The main
-   * task runs internal.main(chunks, readline or nil, script args...). */
-  lua_getfield(L, LUA_REGISTRYINDEX, "crt.internal");
-  lua_getfield(L, -1, "main");
-  lua_remove(L, -2);
+  /* The runner returns the main function: main(chunks, stdin or nil,
+   * script args...). Its chunk is named like the library's prelude, so that
+   * the scheduler leaves its frames out of tracebacks as it does for every
+   * frame of crt's own Lua (drop_internal_frames matches "[crt prelude]"). */
+  size_t len;
+  const char *runner = crt_cli_lua_source("runner", &len);
+  if (!runner)
+    lua_pushliteral(L, "the runner is missing from this executable");
+  if (!runner || luaL_loadbuffer(L, runner, len, "=[crt prelude]") != LUA_OK ||
+      lua_pcall(L, 0, 1, 0) != LUA_OK)
+    return load_failed(rt, L);
+
+  /* Load every chunk first: a syntax error anywhere runs nothing. */
   lua_createtable(L, o.nchunks + 1, 0);
   int n = 0;
   for (int i = 1; i < (o.script ? o.script : argc); i++) {
@@ -170,7 +187,7 @@ int main(int argc, char **argv) {
     lua_rawseti(L, -2, ++n);
   }
   if (o.interactive)
-    crt_repl_push_readline(L, rt);
+    crt_cli_repl_push(L, rt);
   else
     lua_pushnil(L);
   int nargs = 0;
@@ -180,7 +197,7 @@ int main(int argc, char **argv) {
   crt_start_main(rt, 2 + nargs);
 
   crt_step(rt, CRT_UNTIL_DONE);
-  crt_repl_close();
+  crt_cli_repl_close();     /* the CLI's own handle, before the runtime closes */
   int code = crt_close(rt); /* after shutdown, which may report errors */
   fflush(stdout);
   return code;

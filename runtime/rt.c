@@ -208,6 +208,7 @@ crt_runtime *crt_open(const crt_config *config) {
 }
 
 lua_State *crt_lua(crt_runtime *rt) { return rt->L; }
+uv_loop_t *crt_loop(crt_runtime *rt) { return &rt->loop; }
 
 /* ---- the main task -------------------------------------------------------- */
 

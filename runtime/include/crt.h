@@ -66,6 +66,13 @@ CRT_API crt_runtime *crt_open(const crt_config *config);
 /* The runtime's Lua state (the main state, not a task). */
 CRT_API lua_State *crt_lua(crt_runtime *rt);
 
+/* The runtime's libuv loop, for a host that adds handles of its own (the crt
+ * executable reads its -i prompt through it). Such handles are the host's:
+ * it must close them before crt_close, and a handle that is active keeps
+ * crt_step(rt, CRT_UNTIL_DONE) running. */
+struct uv_loop_s; /* libuv's uv_loop_t: crt.h does not need <uv.h> */
+CRT_API struct uv_loop_s *crt_loop(crt_runtime *rt);
+
 /* Load a file or a string and start it as a task (the main task). Return 0,
  * or a negative code with the message in crt_error (a syntax error, say).
  * The chunk does not run until crt_step is called. */

@@ -110,4 +110,19 @@ describe("require 'crt' from lua5.4", function()
     assert.are.equal("bye\n", out)
     assert.are.equal("", err)
   end)
+
+  it("loads none of the crt command line's runner or prompt (they are cli/'s)", function()
+    local code, out = lua [[
+      require "crt"
+      print(debug.getregistry()["crt.internal"])
+    ]]
+    assert.are.equal(0, code)
+    assert.are.equal("nil\n", out)
+    -- Nor does the library (crt.so, like every host's) embed cli/runner.lua.
+    local f = assert(io.open(helper.build_dir .. "/crt.so", "rb"))
+    local so = f:read("a")
+    f:close()
+    assert.truthy(so:find("-- prelude.lua - ", 1, true))
+    assert.falsy(so:find("-- runner.lua - ", 1, true))
+  end)
 end)
