@@ -68,8 +68,8 @@ CRT_API lua_State *crt_lua(crt_runtime *rt);
 
 /* The runtime's libuv loop, for a host that adds handles of its own (the crt
  * executable reads its -i prompt through it). Such handles are the host's:
- * it must close them before crt_close, and a handle that is active keeps
- * crt_step(rt, CRT_UNTIL_DONE) running. */
+ * it closes them itself, before crt_close. While one is active, crt_step
+ * reports no deadlock (its callback may still wake a task). */
 struct uv_loop_s; /* libuv's uv_loop_t: crt.h does not need <uv.h> */
 CRT_API struct uv_loop_s *crt_loop(crt_runtime *rt);
 
