@@ -123,13 +123,10 @@ static int l_register(lua_State *L) {
 }
 
 int crt_open_codec(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"encode", l_encode}, {"decode", l_decode}, {"register", l_register}, {NULL, NULL}};
   lua_createtable(L, 0, 3);
-  newbox(L);
-  lua_pushcclosure(L, l_encode, 1);
-  lua_setfield(L, -2, "encode");
-  lua_pushcfunction(L, l_decode);
-  lua_setfield(L, -2, "decode");
-  lua_pushcfunction(L, l_register);
-  lua_setfield(L, -2, "register");
+  newbox(L); /* the upvalue of encode (the others ignore it) */
+  luaL_setfuncs(L, funcs, 1);
   return 1;
 }

@@ -137,7 +137,18 @@ static int step_write(fs_op *op) {
                      fs_cb);
 }
 
-/* After an error or the last step of a call that opened op->fd. */
+/* Count res bytes read or written; returns whether more are to come. */
+static int advance(fs_op *op, size_t res) {
+  if (op->stage == ST_READ) {
+    op->buf.len += res;
+    return res > 0 && !(op->limit && op->buf.len >= op->limit);
+  }
+  op->done += res;
+  return op->done < op->dlen;
+}
+
+/* After an error or the last step of a call: close what the call opened
+ * (op->fd; a file object's calls open nothing), then wake the task. */
 static void end_with(fs_op *op, int err) {
   if (err < 0 && !op->err)
     op->err = err;
@@ -230,34 +241,16 @@ static void fs_cb(uv_fs_t *req) {
     r = step_read(op);
     break;
   case ST_READ:
-    if (res < 0) {
-      r = (int)res;
-      break;
-    }
-    op->buf.len += (size_t)res;
-    if (res == 0 || (op->limit && op->buf.len >= op->limit)) {
-      if (op->kind == K_FREAD)
-        finish(op);
-      else
-        end_with(op, 0);
-      return;
-    }
-    r = step_read(op);
-    break;
   case ST_WRITE:
     if (res < 0) {
       r = (int)res;
       break;
     }
-    op->done += (size_t)res;
-    if (op->done >= op->dlen) {
-      if (op->kind == K_FWRITE)
-        finish(op);
-      else
-        end_with(op, 0);
+    if (!advance(op, (size_t)res)) {
+      end_with(op, 0);
       return;
     }
-    r = step_write(op);
+    r = op->stage == ST_READ ? step_read(op) : step_write(op);
     break;
   case ST_CLOSE:
     op->fd = -1;
@@ -266,14 +259,8 @@ static void fs_cb(uv_fs_t *req) {
     finish(op);
     return;
   }
-  if (r < 0) {
-    if (op->kind == K_FREAD || op->kind == K_FWRITE) {
-      op->err = r;
-      finish(op);
-    } else {
-      end_with(op, r);
-    }
-  }
+  if (r < 0)
+    end_with(op, r);
 }
 
 static void fs_unpark(crt_task *t, void *data) {
@@ -663,11 +650,9 @@ static int f_close(lua_State *L) {
 /* Finalizer and to-be-closed: close now (close(2) does not wait on a regular
  * file) unless an operation is in flight, which then finishes the job. */
 static int f_gc(lua_State *L) {
-  lfile **box = lua_touserdata(L, 1);
-  lfile *f = *box;
+  lfile *f = crt_io_unbox(L, 1);
   if (!f)
     return 0;
-  *box = NULL;
   if (f->busy) {
     f->collected = 1;
     return 0;

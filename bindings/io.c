@@ -229,6 +229,17 @@ void crt_iobuf_free(crt_iobuf *b) {
   b->len = b->cap = 0;
 }
 
+/* ---- boxed objects ---------------------------------------------------------- */
+
+int crt_io_close_method(lua_State *L, const char *mt, const char *tname, const char *fname,
+                        void (*close)(void *obj)) {
+  void *obj = crt_checkptr(L, 1, mt, tname, fname);
+  if (obj)
+    close(obj);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- registration --------------------------------------------------------- */
 
 void crt_io_newlib(lua_State *L, const char *name, const luaL_Reg *funcs, crt_runtime *rt,

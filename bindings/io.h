@@ -109,6 +109,21 @@ typedef struct crt_iobuf {
 int crt_iobuf_add(crt_iobuf *b, const char *p, size_t n);
 void crt_iobuf_free(crt_iobuf *b);
 
+/* The pointer in the box (a userdata holding a T *) at idx, taken out: the
+ * box is left empty. For a finalizer, which then detaches the object. */
+static inline void *crt_io_unbox(lua_State *L, int idx) {
+  void **box = lua_touserdata(L, idx);
+  void *p = *box;
+  *box = NULL;
+  return p;
+}
+
+/* The close method of a boxed object: close(obj) when the box at index 1
+ * (checked: crt_checkptr) holds one; returns 1 with true pushed. close must
+ * be harmless on an object already closing. */
+int crt_io_close_method(lua_State *L, const char *mt, const char *tname, const char *fname,
+                        void (*close)(void *obj));
+
 /* Set field `name` of the crt table at the top of L's stack to a new table
  * of funcs; every function gets rt and io (light userdata) as upvalues 1
  * and 2. */

@@ -27,6 +27,13 @@ static const char wrapper_key = 'W';
 
 /* ---- connect --------------------------------------------------------------- */
 
+/* Give the connected stream s to its Lua box. */
+static void tcp_attach(crt_stream **box, crt_stream *s) {
+  crt_stream_attach(box, s);
+  uv_tcp_nodelay(&s->u.tcp, 1);
+  crt_stream_set_peer(s);
+}
+
 typedef struct conn_op {
   uv_connect_t req;
   crt_task *t; /* NULL once cancelled */
@@ -102,10 +109,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     crt_stream_abort(s);
     return connect_try(L, crt_task_current(L), (int)ctx + 1, st);
   }
-  crt_stream **box = lua_touserdata(L, 3);
-  crt_stream_attach(box, s);
-  uv_tcp_nodelay(&s->u.tcp, 1);
-  crt_stream_set_peer(s);
+  tcp_attach(lua_touserdata(L, 3), s);
   lua_pushvalue(L, 3);
   return 1;
 }
@@ -169,24 +173,30 @@ static void server_close(server *sv) {
 
 static void server_close_fn(uv_handle_t *h) { server_close(h->data); }
 
+/* Accept the connection libuv holds into a new stream given to box;
+ * returns 0 or an error. */
+static int accept_into(server *sv, crt_stream **box) {
+  int err;
+  crt_stream *s = crt_stream_new(sv->io, CRT_STREAM_TCP, &err);
+  if (!s)
+    return err;
+  err = uv_accept((uv_stream_t *)&sv->tcp, &s->u.stream);
+  if (err < 0) {
+    crt_stream_abort(s);
+    return err;
+  }
+  tcp_attach(box, s);
+  return 0;
+}
+
 /* serve: start a task running wrapper(handler, stream) for a new connection.
  * Runs under lua_pcall on the main state (a libuv callback has no other
  * protection against memory errors). */
 static int serve_spawn(lua_State *L) {
   server *sv = lua_touserdata(L, 1);
-  crt_stream **box = crt_stream_newbox(L);
-  int err;
-  crt_stream *s = crt_stream_new(sv->io, CRT_STREAM_TCP, &err);
-  if (!s)
+  int err = accept_into(sv, crt_stream_newbox(L));
+  if (err < 0)
     return luaL_error(L, "%s", uv_strerror(err));
-  err = uv_accept((uv_stream_t *)&sv->tcp, &s->u.stream);
-  if (err < 0) {
-    crt_stream_abort(s);
-    return luaL_error(L, "%s", uv_strerror(err));
-  }
-  crt_stream_attach(box, s);
-  uv_tcp_nodelay(&s->u.tcp, 1);
-  crt_stream_set_peer(s);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &wrapper_key);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sv->handler);
   lua_pushvalue(L, -3);
@@ -240,19 +250,9 @@ static int do_accept(lua_State *L, server *sv) {
     return crt_pushfail(L, e, "server:accept");
   }
   sv->pending = 0;
-  int err;
-  crt_stream *s = crt_stream_new(sv->io, CRT_STREAM_TCP, &err);
-  if (!s)
+  int err = accept_into(sv, lua_touserdata(L, 2));
+  if (err < 0)
     return crt_pushfail(L, err, "server:accept");
-  err = uv_accept((uv_stream_t *)&sv->tcp, &s->u.stream);
-  if (err < 0) {
-    crt_stream_abort(s);
-    return crt_pushfail(L, err, "server:accept");
-  }
-  crt_stream **box = lua_touserdata(L, 2);
-  crt_stream_attach(box, s);
-  uv_tcp_nodelay(&s->u.tcp, 1);
-  crt_stream_set_peer(s);
   lua_pushvalue(L, 2);
   return 1;
 }
@@ -297,19 +297,16 @@ static int sv_accept(lua_State *L) {
   return crt_task_park(L, t, accept_unpark, sv, accept_k, 0);
 }
 
+/* server_close is harmless on a closed server. */
+static void close_obj(void *sv) { server_close(sv); }
+
 static int sv_close(lua_State *L) {
-  server *sv = check_server(L, "server:close");
-  if (sv && !sv->closed)
-    server_close(sv);
-  lua_pushboolean(L, 1);
-  return 1;
+  return crt_io_close_method(L, SERVER_MT, "server", "server:close", close_obj);
 }
 
 static int sv_gc(lua_State *L) {
-  server **box = lua_touserdata(L, 1);
-  server *sv = *box;
+  server *sv = crt_io_unbox(L, 1);
   if (sv) {
-    *box = NULL;
     sv->box = NULL;
     /* A listen() server nobody can reach can accept nothing: close it. A
      * serve() server keeps serving until close() or the end of crt. */
@@ -324,18 +321,13 @@ static int sv_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (sv && sv->closed)
     sv = NULL;
-  if (k && strcmp(k, "port") == 0) {
-    if (sv)
+  if (k && (strcmp(k, "port") == 0 || strcmp(k, "host") == 0)) {
+    if (!sv)
+      lua_pushnil(L);
+    else if (k[0] == 'p')
       lua_pushinteger(L, sv->port);
     else
-      lua_pushnil(L);
-    return 1;
-  }
-  if (k && strcmp(k, "host") == 0) {
-    if (sv)
       lua_pushstring(L, sv->host);
-    else
-      lua_pushnil(L);
     return 1;
   }
   lua_pushvalue(L, 2);

@@ -71,15 +71,20 @@ static void udp_stop(udpsock *u) {
   }
 }
 
+/* The receiver is woken or went away: stop receiving. Returns it. */
+static crt_task *recv_detach(udpsock *u) {
+  crt_task *t = u->receiver;
+  u->receiver = NULL;
+  udp_stop(u);
+  udp_release(u);
+  return t;
+}
+
 static void udp_close(udpsock *u) {
   u->closed = 1;
   udp_stop(u);
-  if (u->receiver) {
-    crt_task *t = u->receiver;
-    u->receiver = NULL;
-    udp_release(u);
-    crt_task_wake(t, 0);
-  }
+  if (u->receiver)
+    crt_task_wake(recv_detach(u), 0);
   if (!uv_is_closing((uv_handle_t *)&u->udp))
     uv_close((uv_handle_t *)&u->udp, udp_close_cb);
 }
@@ -124,19 +129,12 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                                          : sizeof(struct sockaddr_in));
     }
   }
-  udp_stop(u);
-  crt_task *t = u->receiver;
-  u->receiver = NULL;
-  udp_release(u);
-  crt_task_wake(t, 0);
+  crt_task_wake(recv_detach(u), 0);
 }
 
 static void recv_unpark(crt_task *t, void *data) {
-  udpsock *u = data;
   (void)t;
-  u->receiver = NULL;
-  udp_stop(u);
-  udp_release(u);
+  recv_detach(data);
 }
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
@@ -269,19 +267,16 @@ static int u_send(lua_State *L) {
   return crt_net_resolve_then(L, t, host, port, SOCK_DGRAM, send_k, 0);
 }
 
+/* udp_close is harmless on a closed socket. */
+static void close_obj(void *u) { udp_close(u); }
+
 static int u_close(lua_State *L) {
-  udpsock *u = crt_checkptr(L, 1, UDP_MT, "udp socket", "socket:close");
-  if (u && !u->closed)
-    udp_close(u);
-  lua_pushboolean(L, 1);
-  return 1;
+  return crt_io_close_method(L, UDP_MT, "udp socket", "socket:close", close_obj);
 }
 
 static int u_gc(lua_State *L) {
-  udpsock **box = lua_touserdata(L, 1);
-  udpsock *u = *box;
+  udpsock *u = crt_io_unbox(L, 1);
   if (u) {
-    *box = NULL;
     u->box = NULL;
     if (!u->closed)
       udp_close(u);

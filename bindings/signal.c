@@ -208,11 +208,9 @@ static int h_stop(lua_State *L) {
 }
 
 static int h_gc(lua_State *L) {
-  crt_sigwatch **box = lua_touserdata(L, 1);
-  if (*box) {
-    (*box)->box = NULL; /* the handler stays installed (see the top) */
-    *box = NULL;
-  }
+  crt_sigwatch *w = crt_io_unbox(L, 1);
+  if (w)
+    w->box = NULL; /* the handler stays installed (see the top) */
   return 0;
 }
 

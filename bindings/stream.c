@@ -421,14 +421,20 @@ static int read_common(lua_State *L, int ctx, size_t want) {
   return crt_task_park(L, t, read_unpark, s, read_k, ctx);
 }
 
+/* The byte count at index 2: an integer (raises otherwise). */
+static lua_Integer check_count(lua_State *L, const char *fname) {
+  int isint = 0;
+  lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
+  if (!isint)
+    crt_typeerror(L, fname, 2, "integer");
+  return n;
+}
+
 /* stream:read([max]): what has arrived, at most max bytes when given. */
 static int s_read(lua_State *L) {
   size_t max = 0;
   if (!lua_isnoneornil(L, 2)) {
-    int isint = 0;
-    lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
-    if (!isint)
-      return crt_typeerror(L, "stream:read", 2, "integer");
+    lua_Integer n = check_count(L, "stream:read");
     if (n < 1)
       return crt_argerror(L, "stream:read", 2, "count must be positive");
     max = (size_t)n;
@@ -437,10 +443,7 @@ static int s_read(lua_State *L) {
 }
 
 static int s_read_exactly(lua_State *L) {
-  int isint = 0;
-  lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
-  if (!isint)
-    return crt_typeerror(L, "stream:read_exactly", 2, "integer");
+  lua_Integer n = check_count(L, "stream:read_exactly");
   if (n < 0)
     return crt_argerror(L, "stream:read_exactly", 2, "negative count");
   if ((lua_Unsigned)n > CRT_STREAM_MAX_EXACT)
@@ -612,19 +615,15 @@ static int s_shutdown(lua_State *L) {
   return crt_task_park(L, t, shutdown_unpark, s, status_k, (lua_KContext)fname);
 }
 
+static void close_obj(void *s) { crt_stream_close(s); }
+
 static int s_close(lua_State *L) {
-  crt_stream *s = crt_checkptr(L, 1, CRT_STREAM_MT, "stream", "stream:close");
-  if (s)
-    crt_stream_close(s);
-  lua_pushboolean(L, 1);
-  return 1;
+  return crt_io_close_method(L, CRT_STREAM_MT, "stream", "stream:close", close_obj);
 }
 
 static int s_gc(lua_State *L) {
-  crt_stream **box = lua_touserdata(L, 1);
-  crt_stream *s = *box;
+  crt_stream *s = crt_io_unbox(L, 1);
   if (s) {
-    *box = NULL;
     s->box = NULL;
     crt_stream_close(s);
   }
