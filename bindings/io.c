@@ -1,7 +1,8 @@
 /*
  * io.c - the per-runtime I/O context shared by crt.fs, crt.net, crt.signal
  * and crt.process.exec/command, and their small helpers (names, signals,
- * protected pushing, byte buffers, address formatting).
+ * protected pushing, boxed objects, module tables, address formatting; the
+ * deprecated crt_iobuf that exec.c still uses).
  *
  * Loop thread only. The context is a userdata of the runtime's Lua state,
  * pinned in the registry: it lives until lua_close, after every handle is
