@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "util.h"
 
 /* Output buffers bigger than this are freed after use rather than kept. */
 #define KEEPMAX ((size_t)64 * 1024)
@@ -30,21 +31,21 @@ static int box_gc(lua_State *L) {
   return 0;
 }
 
+#define BOX_MT "crt.codec.buffer"
+
 static box *newbox(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", box_gc}, {NULL, NULL}};
   box *x = lua_newuserdatauv(L, sizeof *x, 0);
   crt_buf_init(&x->b);
   x->busy = 0;
-  if (luaL_newmetatable(L, "crt.codec.buffer")) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  crt_newclass(L, BOX_MT, NULL, meta, 0);
+  luaL_setmetatable(L, BOX_MT);
   return x;
 }
 
 static int l_encode(lua_State *L) {
   if (lua_gettop(L) < 1)
-    return luaL_error(L, "crt.codec.encode: bad argument #1 (value expected)");
+    return crt_argerror(L, "crt.codec.encode", 1, "value expected");
   lua_settop(L, 1);
   box *x = lua_touserdata(L, lua_upvalueindex(1));
   if (x->busy)
@@ -67,13 +68,11 @@ static int l_encode(lua_State *L) {
 
 static int l_decode(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "crt.codec.decode: bad argument #1 (string expected, got %s)",
-                      luaL_typename(L, 1));
+    return crt_typeerror(L, "crt.codec.decode", 1, "string");
   int flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     if (lua_type(L, 2) != LUA_TTABLE)
-      return luaL_error(L, "crt.codec.decode: bad argument #2 (table expected, got %s)",
-                        luaL_typename(L, 2));
+      return crt_typeerror(L, "crt.codec.decode", 2, "table");
     lua_getfield(L, 2, "functions");
     if (lua_toboolean(L, -1))
       flags |= CRT_CODEC_FUNCTIONS;
@@ -83,7 +82,7 @@ static int l_decode(lua_State *L) {
   const char *s = lua_tolstring(L, 1, &len);
   int n = crt_codec_decode(L, s, len, flags);
   if (n < 0)
-    return luaL_error(L, "crt.codec.decode: %s", lua_tostring(L, -1));
+    return crt_errorf(L, "crt.codec.decode", "%s", lua_tostring(L, -1));
   return n;
 }
 
@@ -93,11 +92,9 @@ static int l_decode(lua_State *L) {
  * in both directions. */
 static int l_register(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "crt.codec.register: bad argument #1 (string expected, got %s)",
-                      luaL_typename(L, 1));
+    return crt_typeerror(L, "crt.codec.register", 1, "string");
   if (lua_type(L, 2) != LUA_TTABLE)
-    return luaL_error(L, "crt.codec.register: bad argument #2 (table expected, got %s)",
-                      luaL_typename(L, 2));
+    return crt_typeerror(L, "crt.codec.register", 2, "table");
   lua_settop(L, 2);
   if (lua_getfield(L, LUA_REGISTRYINDEX, CRT_CODEC_MTREG) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -126,13 +123,10 @@ static int l_register(lua_State *L) {
 }
 
 int crt_open_codec(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"encode", l_encode}, {"decode", l_decode}, {"register", l_register}, {NULL, NULL}};
   lua_createtable(L, 0, 3);
-  newbox(L);
-  lua_pushcclosure(L, l_encode, 1);
-  lua_setfield(L, -2, "encode");
-  lua_pushcfunction(L, l_decode);
-  lua_setfield(L, -2, "decode");
-  lua_pushcfunction(L, l_register);
-  lua_setfield(L, -2, "register");
+  newbox(L); /* the upvalue of encode (the others ignore it) */
+  luaL_setfuncs(L, funcs, 1);
   return 1;
 }

@@ -29,10 +29,11 @@
 
 #include <lauxlib.h>
 
+#include "buf.h"
 #include "io.h"
-#include "util.h"
 #include "rt.h"
 #include "scheduler.h"
+#include "util.h"
 
 #define FILE_MT "crt.fs.file"
 #define CHUNK ((size_t)1 << 20)       /* bytes per read request */
@@ -55,9 +56,9 @@ typedef struct fs_op {
   int kind, stage;
   uv_file fd; /* opened by this call and not yet closed, or -1 */
   int err;
-  int all;       /* file:read("a") */
-  crt_iobuf buf; /* data read */
-  size_t limit;  /* file:read(n): at most n bytes */
+  int all;      /* file:read("a") */
+  crt_buf buf;  /* data read */
+  size_t limit; /* file:read(n): at most n bytes */
   const char *data;
   size_t dlen, done;
   int dref;     /* the pinned data string */
@@ -68,12 +69,14 @@ typedef struct fs_op {
 
 static void fs_cb(uv_fs_t *req);
 
+static uv_loop_t *loop_of(fs_op *op) { return crt_rt_loop(op->rt); }
+
 static void op_free(fs_op *op) {
   if (op->keep_req)
     uv_fs_req_cleanup(&op->req);
   if (op->dref != LUA_NOREF)
-    luaL_unref(op->rt->L, LUA_REGISTRYINDEX, op->dref);
-  crt_iobuf_free(&op->buf);
+    luaL_unref(crt_lua(op->rt), LUA_REGISTRYINDEX, op->dref);
+  crt_buf_free(&op->buf);
   free(op);
 }
 
@@ -96,7 +99,7 @@ static void finish(fs_op *op) {
 
 static void step_close(fs_op *op) {
   op->stage = ST_CLOSE;
-  int r = uv_fs_close(&op->rt->loop, &op->req, op->fd, fs_cb);
+  int r = uv_fs_close(loop_of(op), &op->req, op->fd, fs_cb);
   if (r < 0) {
     close(op->fd);
     op->fd = -1;
@@ -107,24 +110,21 @@ static void step_close(fs_op *op) {
 /* The next read request: into the free part of the buffer (growing it when
  * full), at most CHUNK bytes and what limit leaves. */
 static int step_read(fs_op *op) {
-  crt_iobuf *b = &op->buf;
+  crt_buf *b = &op->buf;
   if (b->len == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : CHUNK;
     if (op->limit && cap > op->limit)
       cap = op->limit;
-    char *d = realloc(b->data, cap);
-    if (!d)
+    if (crt_buf_reserve_exact(b, cap - b->len) < 0)
       return UV_ENOMEM;
-    b->data = d;
-    b->cap = cap;
   }
   size_t room = b->cap - b->len;
   if (room > CHUNK)
     room = CHUNK;
   uv_buf_t ub = uv_buf_init(b->data + b->len, (unsigned)room);
   op->stage = ST_READ;
-  return uv_fs_read(&op->rt->loop, &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub, 1,
-                    -1, fs_cb);
+  return uv_fs_read(loop_of(op), &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub, 1, -1,
+                    fs_cb);
 }
 
 static int step_write(fs_op *op) {
@@ -133,11 +133,22 @@ static int step_write(fs_op *op) {
     n = WRITE_CHUNK;
   uv_buf_t b = uv_buf_init((char *)op->data + op->done, (unsigned)n);
   op->stage = ST_WRITE;
-  return uv_fs_write(&op->rt->loop, &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd, &b, 1,
-                     -1, fs_cb);
+  return uv_fs_write(loop_of(op), &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd, &b, 1, -1,
+                     fs_cb);
 }
 
-/* After an error or the last step of a call that opened op->fd. */
+/* Count res bytes read or written; returns whether more are to come. */
+static int advance(fs_op *op, size_t res) {
+  if (op->stage == ST_READ) {
+    op->buf.len += res;
+    return res > 0 && !(op->limit && op->buf.len >= op->limit);
+  }
+  op->done += res;
+  return op->done < op->dlen;
+}
+
+/* After an error or the last step of a call: close what the call opened
+ * (op->fd; a file object's calls open nothing), then wake the task. */
 static void end_with(fs_op *op, int err) {
   if (err < 0 && !op->err)
     op->err = err;
@@ -208,7 +219,7 @@ static void fs_cb(uv_fs_t *req) {
     op->fd = (uv_file)res;
     if (op->kind == K_READ) {
       op->stage = ST_FSTAT;
-      r = uv_fs_fstat(&op->rt->loop, &op->req, op->fd, fs_cb);
+      r = uv_fs_fstat(loop_of(op), &op->req, op->fd, fs_cb);
     } else {
       r = op->dlen > 0 ? step_write(op) : 0;
       if (r == 0 && op->dlen == 0) {
@@ -222,44 +233,24 @@ static void fs_cb(uv_fs_t *req) {
       /* Read a regular file into one buffer of its size (plus one byte, to
        * see the end in the same request when the size is right). */
       size_t size = (size_t)req->statbuf.st_size + 1;
-      op->buf.data = malloc(size);
-      if (!op->buf.data) {
+      if (crt_buf_reserve_exact(&op->buf, size) < 0) {
         end_with(op, UV_ENOMEM);
         return;
       }
-      op->buf.cap = size;
     }
     r = step_read(op);
     break;
   case ST_READ:
-    if (res < 0) {
-      r = (int)res;
-      break;
-    }
-    op->buf.len += (size_t)res;
-    if (res == 0 || (op->limit && op->buf.len >= op->limit)) {
-      if (op->kind == K_FREAD)
-        finish(op);
-      else
-        end_with(op, 0);
-      return;
-    }
-    r = step_read(op);
-    break;
   case ST_WRITE:
     if (res < 0) {
       r = (int)res;
       break;
     }
-    op->done += (size_t)res;
-    if (op->done >= op->dlen) {
-      if (op->kind == K_FWRITE)
-        finish(op);
-      else
-        end_with(op, 0);
+    if (!advance(op, (size_t)res)) {
+      end_with(op, 0);
       return;
     }
-    r = step_write(op);
+    r = op->stage == ST_READ ? step_read(op) : step_write(op);
     break;
   case ST_CLOSE:
     op->fd = -1;
@@ -268,14 +259,8 @@ static void fs_cb(uv_fs_t *req) {
     finish(op);
     return;
   }
-  if (r < 0) {
-    if (op->kind == K_FREAD || op->kind == K_FWRITE) {
-      op->err = r;
-      finish(op);
-    } else {
-      end_with(op, r);
-    }
-  }
+  if (r < 0)
+    end_with(op, r);
 }
 
 static void fs_unpark(crt_task *t, void *data) {
@@ -389,21 +374,30 @@ static int fs_k(lua_State *L, int status, lua_KContext ctx) {
   return n;
 }
 
-/* A new request for the running task (raises outside a task). */
-static fs_op *new_op(lua_State *L, const char *fname, int kind, int stage) {
+/* A new request for the running task (raises outside a task). With
+ * data > 0, the string at that index is what the request writes: it is
+ * pinned until the request is freed. */
+static fs_op *new_op(lua_State *L, const char *fname, int kind, int stage, int data) {
   crt_task *t = crt_task_require(L, fname);
+  int ref = LUA_NOREF;
+  if (data > 0) {
+    lua_pushvalue(L, data);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   fs_op *op = calloc(1, sizeof *op);
   if (!op) {
-    luaL_error(L, "%s: not enough memory", fname);
-    return NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    crt_errorf(L, fname, "not enough memory");
   }
   op->t = t;
-  op->rt = crt_task_rt(op->t);
+  op->rt = crt_task_rt(t);
   op->kind = kind;
   op->stage = stage;
   op->fd = -1;
-  op->dref = LUA_NOREF;
+  op->dref = ref;
   op->req.data = op;
+  if (data > 0)
+    op->data = lua_tolstring(L, data, &op->dlen);
   return op;
 }
 
@@ -425,9 +419,8 @@ static int start(lua_State *L, fs_op *op, int r, const char *what) {
 static int l_read(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.read", NULL);
   lua_settop(L, 1);
-  fs_op *op = new_op(L, "crt.fs.read", K_READ, ST_OPEN);
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, O_RDONLY, 0, fs_cb);
-  return start(L, op, r, path);
+  fs_op *op = new_op(L, "crt.fs.read", K_READ, ST_OPEN, 0);
+  return start(L, op, uv_fs_open(loop_of(op), &op->req, path, O_RDONLY, 0, fs_cb), path);
 }
 
 static int write_file(lua_State *L, const char *fname, int flags) {
@@ -435,24 +428,8 @@ static int write_file(lua_State *L, const char *fname, int flags) {
   if (lua_type(L, 2) != LUA_TSTRING)
     return crt_typeerror(L, fname, 2, "string");
   lua_settop(L, 2);
-  crt_task_require(L, fname);
-  lua_pushvalue(L, 2);
-  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  fs_op *op = calloc(1, sizeof *op);
-  if (!op) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    return luaL_error(L, "%s: not enough memory", fname);
-  }
-  op->t = crt_task_current(L);
-  op->rt = crt_task_rt(op->t);
-  op->kind = K_WRITE;
-  op->stage = ST_OPEN;
-  op->fd = -1;
-  op->dref = ref;
-  op->req.data = op;
-  op->data = lua_tolstring(L, 2, &op->dlen);
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, flags, 0666, fs_cb);
-  return start(L, op, r, path);
+  fs_op *op = new_op(L, fname, K_WRITE, ST_OPEN, 2);
+  return start(L, op, uv_fs_open(loop_of(op), &op->req, path, flags, 0666, fs_cb), path);
 }
 
 static int l_write(lua_State *L) {
@@ -463,24 +440,26 @@ static int l_append(lua_State *L) {
   return write_file(L, "crt.fs.append", O_WRONLY | O_CREAT | O_APPEND);
 }
 
-static int stat_common(lua_State *L, const char *fname, int follow) {
+/* The calls that take one path and nothing else. */
+typedef int (*path_fn)(uv_loop_t *, uv_fs_t *, const char *, uv_fs_cb);
+
+static int path_call(lua_State *L, const char *fname, int kind, path_fn fn) {
   const char *path = crt_io_checkname(L, 1, fname, NULL);
   lua_settop(L, 1);
-  fs_op *op = new_op(L, fname, K_STAT, ST_ONE);
-  int r = follow ? uv_fs_stat(&op->rt->loop, &op->req, path, fs_cb)
-                 : uv_fs_lstat(&op->rt->loop, &op->req, path, fs_cb);
-  return start(L, op, r, path);
+  fs_op *op = new_op(L, fname, kind, ST_ONE, 0);
+  return start(L, op, fn(loop_of(op), &op->req, path, fs_cb), path);
 }
 
-static int l_stat(lua_State *L) { return stat_common(L, "crt.fs.stat", 1); }
-static int l_lstat(lua_State *L) { return stat_common(L, "crt.fs.lstat", 0); }
+static int l_stat(lua_State *L) { return path_call(L, "crt.fs.stat", K_STAT, uv_fs_stat); }
+static int l_lstat(lua_State *L) { return path_call(L, "crt.fs.lstat", K_STAT, uv_fs_lstat); }
+static int l_rmdir(lua_State *L) { return path_call(L, "crt.fs.rmdir", K_SIMPLE, uv_fs_rmdir); }
+static int l_unlink(lua_State *L) { return path_call(L, "crt.fs.unlink", K_SIMPLE, uv_fs_unlink); }
 
 static int l_readdir(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.readdir", NULL);
   lua_settop(L, 1);
-  fs_op *op = new_op(L, "crt.fs.readdir", K_SCANDIR, ST_ONE);
-  int r = uv_fs_scandir(&op->rt->loop, &op->req, path, 0, fs_cb);
-  return start(L, op, r, path);
+  fs_op *op = new_op(L, "crt.fs.readdir", K_SCANDIR, ST_ONE, 0);
+  return start(L, op, uv_fs_scandir(loop_of(op), &op->req, path, 0, fs_cb), path);
 }
 
 static int l_mkdir(lua_State *L) {
@@ -495,34 +474,16 @@ static int l_mkdir(lua_State *L) {
       return crt_argerror(L, "crt.fs.mkdir", 2, "mode out of range (0 to 07777)");
   }
   lua_settop(L, 1);
-  fs_op *op = new_op(L, "crt.fs.mkdir", K_SIMPLE, ST_ONE);
-  int r = uv_fs_mkdir(&op->rt->loop, &op->req, path, (int)mode, fs_cb);
-  return start(L, op, r, path);
-}
-
-static int l_rmdir(lua_State *L) {
-  const char *path = crt_io_checkname(L, 1, "crt.fs.rmdir", NULL);
-  lua_settop(L, 1);
-  fs_op *op = new_op(L, "crt.fs.rmdir", K_SIMPLE, ST_ONE);
-  int r = uv_fs_rmdir(&op->rt->loop, &op->req, path, fs_cb);
-  return start(L, op, r, path);
-}
-
-static int l_unlink(lua_State *L) {
-  const char *path = crt_io_checkname(L, 1, "crt.fs.unlink", NULL);
-  lua_settop(L, 1);
-  fs_op *op = new_op(L, "crt.fs.unlink", K_SIMPLE, ST_ONE);
-  int r = uv_fs_unlink(&op->rt->loop, &op->req, path, fs_cb);
-  return start(L, op, r, path);
+  fs_op *op = new_op(L, "crt.fs.mkdir", K_SIMPLE, ST_ONE, 0);
+  return start(L, op, uv_fs_mkdir(loop_of(op), &op->req, path, (int)mode, fs_cb), path);
 }
 
 static int l_rename(lua_State *L) {
   const char *from = crt_io_checkname(L, 1, "crt.fs.rename", NULL);
   const char *to = crt_io_checkname(L, 2, "crt.fs.rename", NULL);
   lua_settop(L, 2);
-  fs_op *op = new_op(L, "crt.fs.rename", K_SIMPLE, ST_ONE);
-  int r = uv_fs_rename(&op->rt->loop, &op->req, from, to, fs_cb);
-  return start(L, op, r, from);
+  fs_op *op = new_op(L, "crt.fs.rename", K_SIMPLE, ST_ONE, 0);
+  return start(L, op, uv_fs_rename(loop_of(op), &op->req, from, to, fs_cb), from);
 }
 
 /* ---- files ----------------------------------------------------------------------- */
@@ -567,30 +528,22 @@ static int l_open(lua_State *L) {
   luaL_setmetatable(L, FILE_MT);
   lfile *f = malloc(sizeof *f);
   if (!f)
-    return luaL_error(L, "%s: not enough memory", fname);
+    return crt_errorf(L, fname, "not enough memory");
   f->fd = -1;
   f->busy = 0;
   f->collected = 0;
   f->readable = readable;
   f->writable = writable;
   *box = f;
-  fs_op *op = new_op(L, fname, K_FOPEN, ST_ONE);
+  fs_op *op = new_op(L, fname, K_FOPEN, ST_ONE, 0);
   op->file = f;
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, flags, 0666, fs_cb);
-  return start(L, op, r, path);
+  return start(L, op, uv_fs_open(loop_of(op), &op->req, path, flags, 0666, fs_cb), path);
 }
 
 static lfile *check_file(lua_State *L, const char *fname) {
-  lfile **box = luaL_testudata(L, 1, FILE_MT);
-  if (!box) {
-    crt_typeerror(L, fname, 1, "file");
-    return NULL;
-  }
-  lfile *f = *box;
-  if (!f || f->fd < 0) {
+  lfile *f = crt_checkptr(L, 1, FILE_MT, "file", fname);
+  if (!f || f->fd < 0)
     crt_errorf(L, fname, "attempt to use a closed file");
-    return NULL;
-  }
   if (f->busy)
     crt_errorf(L, fname, "another task is using this file");
   return f;
@@ -622,7 +575,7 @@ static int f_read(lua_State *L) {
   if (!f->readable)
     return crt_pushfail(L, UV_EBADF, fname);
   lua_settop(L, 1);
-  fs_op *op = new_op(L, fname, K_FREAD, ST_READ);
+  fs_op *op = new_op(L, fname, K_FREAD, ST_READ, 0);
   op->file = f;
   op->limit = limit;
   op->all = all;
@@ -636,30 +589,14 @@ static int f_write(lua_State *L) {
     return crt_typeerror(L, fname, 2, "string");
   crt_task_require(L, fname);
   lua_settop(L, 2);
-  size_t len;
-  const char *data = lua_tolstring(L, 2, &len);
-  if (len == 0) {
+  if (lua_rawlen(L, 2) == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
   if (!f->writable)
     return crt_pushfail(L, UV_EBADF, fname);
-  lua_pushvalue(L, 2);
-  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  fs_op *op = calloc(1, sizeof *op);
-  if (!op) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    return luaL_error(L, "%s: not enough memory", fname);
-  }
-  op->t = crt_task_current(L);
-  op->rt = crt_task_rt(op->t);
-  op->kind = K_FWRITE;
-  op->fd = -1;
-  op->dref = ref;
-  op->req.data = op;
+  fs_op *op = new_op(L, fname, K_FWRITE, 0, 2);
   op->file = f;
-  op->data = data;
-  op->dlen = len;
   return start(L, op, step_write(op), fname);
 }
 
@@ -697,10 +634,7 @@ static int f_seek(lua_State *L) {
 
 static int f_close(lua_State *L) {
   static const char fname[] = "file:close";
-  lfile **box = luaL_testudata(L, 1, FILE_MT);
-  if (!box)
-    return crt_typeerror(L, fname, 1, "file");
-  lfile *f = *box;
+  lfile *f = crt_checkptr(L, 1, FILE_MT, "file", fname);
   if (!f || f->fd < 0) {
     lua_pushboolean(L, 1); /* closing twice is harmless */
     return 1;
@@ -708,19 +642,17 @@ static int f_close(lua_State *L) {
   if (f->busy)
     return crt_errorf(L, fname, "another task is using this file");
   lua_settop(L, 1);
-  fs_op *op = new_op(L, fname, K_FCLOSE, ST_ONE);
+  fs_op *op = new_op(L, fname, K_FCLOSE, ST_ONE, 0);
   op->file = f;
-  return start(L, op, uv_fs_close(&op->rt->loop, &op->req, f->fd, fs_cb), fname);
+  return start(L, op, uv_fs_close(loop_of(op), &op->req, f->fd, fs_cb), fname);
 }
 
 /* Finalizer and to-be-closed: close now (close(2) does not wait on a regular
  * file) unless an operation is in flight, which then finishes the job. */
 static int f_gc(lua_State *L) {
-  lfile **box = lua_touserdata(L, 1);
-  lfile *f = *box;
+  lfile *f = crt_io_unbox(L, 1);
   if (!f)
     return 0;
-  *box = NULL;
   if (f->busy) {
     f->collected = 1;
     return 0;
@@ -750,26 +682,15 @@ static int f_tostring(lua_State *L) {
 }
 
 void crt_open_fs(lua_State *L, crt_runtime *rt) {
-  crt_io_get(L, rt);
-  if (luaL_newmetatable(L, FILE_MT)) {
-    static const luaL_Reg methods[] = {
-        {"read", f_read}, {"write", f_write}, {"seek", f_seek}, {"close", f_close}, {NULL, NULL}};
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, f_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, f_tbc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, f_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  crt_io *io = crt_io_get(L, rt);
+  static const luaL_Reg methods[] = {
+      {"read", f_read}, {"write", f_write}, {"seek", f_seek}, {"close", f_close}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", f_gc}, {"__close", f_tbc}, {"__tostring", f_tostring}, {NULL, NULL}};
+  crt_newclass(L, FILE_MT, methods, meta, 0);
   static const luaL_Reg funcs[] = {{"read", l_read},     {"write", l_write}, {"append", l_append},
                                    {"stat", l_stat},     {"lstat", l_lstat}, {"readdir", l_readdir},
                                    {"mkdir", l_mkdir},   {"rmdir", l_rmdir}, {"unlink", l_unlink},
                                    {"rename", l_rename}, {"open", l_open},   {NULL, NULL}};
-  lua_createtable(L, 0, 12);
-  lua_pushlightuserdata(L, rt);
-  luaL_setfuncs(L, funcs, 1);
-  lua_setfield(L, -2, "fs");
+  crt_io_newlib(L, "fs", funcs, rt, io);
 }

@@ -1,7 +1,8 @@
 /*
  * io.c - the per-runtime I/O context shared by crt.fs, crt.net, crt.signal
  * and crt.process.exec/command, and their small helpers (names, signals,
- * protected pushing, byte buffers, address formatting).
+ * protected pushing, boxed objects, module tables, address formatting; the
+ * deprecated crt_iobuf that exec.c still uses).
  *
  * Loop thread only. The context is a userdata of the runtime's Lua state,
  * pinned in the registry: it lives until lua_close, after every handle is
@@ -39,11 +40,7 @@ static void grace_fire(uv_timer_t *h) {
 
 void crt_io_waker_add(crt_io *io, crt_io_waker *w, uv_handle_t *h) {
   w->h = h;
-  w->prev = NULL;
-  w->next = io->wakers;
-  if (io->wakers)
-    io->wakers->prev = w;
-  io->wakers = w;
+  crt_list_push_front(&io->wakers, &w->link);
   if (!io->closing_seen)
     uv_ref(h);
 }
@@ -51,24 +48,17 @@ void crt_io_waker_add(crt_io *io, crt_io_waker *w, uv_handle_t *h) {
 void crt_io_waker_remove(crt_io *io, crt_io_waker *w) {
   if (!w->h)
     return;
-  if (w->prev)
-    w->prev->next = w->next;
-  else if (io->wakers == w)
-    io->wakers = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-  w->next = w->prev = NULL;
+  crt_list_remove(&io->wakers, &w->link);
   w->h = NULL;
 }
 
 static void watch_cb(uv_prepare_t *h) {
   crt_io *io = h->data;
-  if (!io->rt->closing || io->closing_seen)
+  if (!crt_rt_is_closing(io->rt) || io->closing_seen)
     return;
   io->closing_seen = 1;
   uv_prepare_stop(h);
-  for (crt_io_waker *w = io->wakers; w; w = w->next)
-    uv_unref(w->h);
+  crt_list_each_safe(&io->wakers, it, nx) uv_unref(crt_container_of(it, crt_io_waker, link)->h);
   if (crt_stream_close_all(io, 0)) {
     uv_timer_start(&io->grace.timer, grace_fire, CRT_IO_GRACE_MS, 0);
   }
@@ -91,11 +81,11 @@ crt_io *crt_io_get(lua_State *L, crt_runtime *rt) {
   io->close_fn = close_watch;
   io->grace.close_fn = close_watch;
   io->grace.io = io;
-  uv_prepare_init(&rt->loop, &io->watch);
+  uv_prepare_init(crt_rt_loop(rt), &io->watch);
   io->watch.data = io;
   uv_prepare_start(&io->watch, watch_cb);
   uv_unref((uv_handle_t *)&io->watch);
-  uv_timer_init(&rt->loop, &io->grace.timer);
+  uv_timer_init(crt_rt_loop(rt), &io->grace.timer);
   io->grace.timer.data = &io->grace;
   uv_unref((uv_handle_t *)&io->grace.timer);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);
@@ -214,6 +204,7 @@ void crt_io_ignore_sigpipe(void) {
 
 /* ---- byte buffers --------------------------------------------------------- */
 
+/* deprecated: exec.c still uses it; removed at integration */
 int crt_iobuf_add(crt_iobuf *b, const char *p, size_t n) {
   if (n > b->cap - b->len) {
     size_t cap = b->cap ? b->cap : 256;
@@ -237,6 +228,31 @@ void crt_iobuf_free(crt_iobuf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+/* ---- boxed objects ---------------------------------------------------------- */
+
+int crt_io_close_method(lua_State *L, const char *mt, const char *tname, const char *fname,
+                        void (*close)(void *obj)) {
+  void *obj = crt_checkptr(L, 1, mt, tname, fname);
+  if (obj)
+    close(obj);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- registration --------------------------------------------------------- */
+
+void crt_io_newlib(lua_State *L, const char *name, const luaL_Reg *funcs, crt_runtime *rt,
+                   crt_io *io) {
+  int n = 0;
+  while (funcs[n].name)
+    n++;
+  lua_createtable(L, 0, n);
+  lua_pushlightuserdata(L, rt);
+  lua_pushlightuserdata(L, io);
+  luaL_setfuncs(L, funcs, 2);
+  lua_setfield(L, -2, name);
 }
 
 /* ---- addresses ------------------------------------------------------------ */

@@ -10,9 +10,12 @@
 
 #include <stddef.h>
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <uv.h>
 
+#include "buf.h"
+#include "list.h"
 #include "rt.h"
 
 struct crt_stream;
@@ -42,8 +45,8 @@ struct crt_io_timer {
  * feed; when the runtime closes, the context unrefs it so that it does not
  * hold up the final run of the loop. */
 typedef struct crt_io_waker {
-  uv_handle_t *h;
-  struct crt_io_waker *next, *prev;
+  uv_handle_t *h; /* NULL when not registered */
+  crt_link link;  /* in io->wakers */
 } crt_io_waker;
 
 /* One per runtime, created by the first crt_open_* call and owned by the Lua
@@ -54,8 +57,8 @@ typedef struct crt_io {
   uv_prepare_t watch;           /* notices the runtime closing (see io.c) */
   struct crt_io_timer grace;    /* bounds the final flush of pending writes */
   crt_runtime *rt;
-  struct crt_stream *streams; /* every stream whose handle is open */
-  crt_io_waker *wakers;
+  crt_list streams; /* every stream whose handle is open (crt_stream.link) */
+  crt_list wakers;  /* crt_io_waker.link */
   int closing_seen;
   /* crt.signal: the default SIGINT watcher (crt binary only) and how many
    * user watchers of SIGINT replace it now. */
@@ -96,7 +99,8 @@ void crt_io_pushbuf(lua_State *L, char *buf, size_t len);
  * instead of killing the process), unless the host set a handler. */
 void crt_io_ignore_sigpipe(void);
 
-/* A growable malloc'd byte buffer for data arriving from libuv. */
+/* deprecated: exec.c still uses it; removed at integration (use crt_buf of
+ * runtime/buf.h). A growable malloc'd byte buffer for data from libuv. */
 typedef struct crt_iobuf {
   char *data;
   size_t len, cap;
@@ -104,6 +108,27 @@ typedef struct crt_iobuf {
 /* Append n bytes; returns 0 or UV_ENOMEM. */
 int crt_iobuf_add(crt_iobuf *b, const char *p, size_t n);
 void crt_iobuf_free(crt_iobuf *b);
+
+/* The pointer in the box (a userdata holding a T *) at idx, taken out: the
+ * box is left empty. For a finalizer, which then detaches the object. */
+static inline void *crt_io_unbox(lua_State *L, int idx) {
+  void **box = lua_touserdata(L, idx);
+  void *p = *box;
+  *box = NULL;
+  return p;
+}
+
+/* The close method of a boxed object: close(obj) when the box at index 1
+ * (checked: crt_checkptr) holds one; returns 1 with true pushed. close must
+ * be harmless on an object already closing. */
+int crt_io_close_method(lua_State *L, const char *mt, const char *tname, const char *fname,
+                        void (*close)(void *obj));
+
+/* Set field `name` of the crt table at the top of L's stack to a new table
+ * of funcs; every function gets rt and io (light userdata) as upvalues 1
+ * and 2. */
+void crt_io_newlib(lua_State *L, const char *name, const luaL_Reg *funcs, crt_runtime *rt,
+                   crt_io *io);
 
 /* "127.0.0.1:80" or "[::1]:80" (host and port of sa). */
 void crt_io_format_addr(const struct sockaddr *sa, char *out, size_t size);

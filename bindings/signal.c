@@ -24,9 +24,9 @@
 #include <lauxlib.h>
 
 #include "io.h"
-#include "util.h"
 #include "rt.h"
 #include "scheduler.h"
+#include "util.h"
 
 #define HANDLE_MT "crt.signal.handle"
 
@@ -51,16 +51,15 @@ static void default_cb(uv_signal_t *h, int signum) {
   crt_sigwatch *w = h->data;
   crt_runtime *rt = w->io->rt;
   (void)signum;
-  if (rt->exiting || rt->closing) {
+  if (crt_rt_is_exiting(rt) || crt_rt_is_closing(rt)) {
     /* A second interrupt while crt is already ending: stop waiting for the
      * cleanup and die of the signal, as a program without a handler does. */
     signal(SIGINT, SIG_DFL);
     raise(SIGINT);
     return;
   }
-  rt->exit_code = 130;
-  rt->exiting = 1;
-  uv_stop(&rt->loop);
+  crt_rt_request_exit(rt, 130);
+  uv_stop(crt_rt_loop(rt));
 }
 
 static void sigint_user_add(crt_io *io) {
@@ -69,7 +68,7 @@ static void sigint_user_add(crt_io *io) {
 }
 
 static void sigint_user_remove(crt_io *io) {
-  if (--io->sigint_users == 0 && io->sigint_default && !io->rt->closing &&
+  if (--io->sigint_users == 0 && io->sigint_default && !crt_rt_is_closing(io->rt) &&
       !uv_is_closing((uv_handle_t *)&io->sigint_default->sig))
     uv_signal_start(&io->sigint_default->sig, default_cb, SIGINT);
 }
@@ -79,7 +78,7 @@ static void sigint_user_remove(crt_io *io) {
 static void watch_close_cb(uv_handle_t *h) {
   crt_sigwatch *w = h->data;
   if (w->fnref != LUA_NOREF)
-    luaL_unref(w->io->rt->L, LUA_REGISTRYINDEX, w->fnref);
+    luaL_unref(crt_lua(w->io->rt), LUA_REGISTRYINDEX, w->fnref);
   if (w->box)
     *w->box = NULL;
   if (w->io->sigint_default == w)
@@ -121,7 +120,7 @@ static crt_sigwatch *watch_new(crt_io *io, int signum, uv_signal_cb cb, int *err
   w->io = io;
   w->signum = signum;
   w->fnref = LUA_NOREF;
-  int r = uv_signal_init(&io->rt->loop, &w->sig);
+  int r = uv_signal_init(crt_rt_loop(io->rt), &w->sig);
   if (r < 0) {
     free(w);
     *err = r;
@@ -163,15 +162,16 @@ static void on_cb(uv_signal_t *h, int signum) {
   crt_sigwatch *w = h->data;
   crt_runtime *rt = w->io->rt;
   (void)signum;
-  if (w->stopped || rt->closing || rt->exiting)
+  if (w->stopped || crt_rt_is_closing(rt) || crt_rt_is_exiting(rt))
     return;
+  lua_State *L = crt_lua(rt);
   int n;
-  if (crt_io_pcall(rt->L, spawn_handler, w, &n) != LUA_OK) {
-    lua_pushfstring(rt->L, "crt.signal.on: cannot start the handler: %s", lua_tostring(rt->L, -1));
-    crt_rt_log(rt, CRT_LOG_WARN, lua_tostring(rt->L, -1));
+  if (crt_io_pcall(L, spawn_handler, w, &n) != LUA_OK) {
+    lua_pushfstring(L, "crt.signal.on: cannot start the handler: %s", lua_tostring(L, -1));
+    crt_rt_log(rt, CRT_LOG_WARN, lua_tostring(L, -1));
     n++;
   }
-  lua_pop(rt->L, n);
+  lua_pop(L, n);
 }
 
 static int l_on(lua_State *L) {
@@ -199,22 +199,18 @@ static int l_on(lua_State *L) {
 }
 
 static int h_stop(lua_State *L) {
-  crt_sigwatch **box = luaL_testudata(L, 1, HANDLE_MT);
-  if (!box)
-    return crt_typeerror(L, "handle:stop", 1, "signal handle");
-  int was = *box && !(*box)->stopped;
-  if (*box)
-    watch_stop(*box);
+  crt_sigwatch *w = crt_checkptr(L, 1, HANDLE_MT, "signal handle", "handle:stop");
+  int was = w && !w->stopped;
+  if (w)
+    watch_stop(w);
   lua_pushboolean(L, was);
   return 1;
 }
 
 static int h_gc(lua_State *L) {
-  crt_sigwatch **box = lua_touserdata(L, 1);
-  if (*box) {
-    (*box)->box = NULL; /* the handler stays installed (see the top) */
-    *box = NULL;
-  }
+  crt_sigwatch *w = crt_io_unbox(L, 1);
+  if (w)
+    w->box = NULL; /* the handler stays installed (see the top) */
   return 0;
 }
 
@@ -271,7 +267,7 @@ static int l_wait(lua_State *L) {
 
 static void install_default(crt_io *io) {
   struct sigaction sa;
-  if (!io->rt->owns_state || io->sigint_default)
+  if (!crt_rt_owns_state(io->rt) || io->sigint_default)
     return;
   if (sigaction(SIGINT, NULL, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
     return;
@@ -282,7 +278,7 @@ static void install_default(crt_io *io) {
   w->io = io;
   w->signum = SIGINT;
   w->fnref = LUA_NOREF;
-  if (uv_signal_init(&io->rt->loop, &w->sig) < 0) {
+  if (uv_signal_init(crt_rt_loop(io->rt), &w->sig) < 0) {
     free(w);
     return;
   }
@@ -295,24 +291,11 @@ static void install_default(crt_io *io) {
 
 void crt_open_signal(lua_State *L, crt_runtime *rt) {
   crt_io *io = crt_io_get(L, rt);
-  if (luaL_newmetatable(L, HANDLE_MT)) {
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, h_stop);
-    lua_setfield(L, -2, "stop");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, h_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, h_stop);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, h_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {{"stop", h_stop}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", h_gc}, {"__close", h_stop}, {"__tostring", h_tostring}, {NULL, NULL}};
+  crt_newclass(L, HANDLE_MT, methods, meta, 0);
   install_default(io);
   static const luaL_Reg funcs[] = {{"on", l_on}, {"wait", l_wait}, {NULL, NULL}};
-  lua_createtable(L, 0, 2);
-  lua_pushlightuserdata(L, rt);
-  lua_pushlightuserdata(L, io);
-  luaL_setfuncs(L, funcs, 2);
-  lua_setfield(L, -2, "signal");
+  crt_io_newlib(L, "signal", funcs, rt, io);
 }

@@ -26,16 +26,19 @@
 
 #include <lauxlib.h>
 
+#include "buf.h"
+#include "list.h"
 #include "rt.h"
-#include "util.h"
 #include "scheduler.h"
 #include "stream.h"
+#include "util.h"
 
 #define CRT_STREAM_AHEAD ((size_t)256 * 1024)
 #define CRT_STREAM_HIGH_WATER ((size_t)1024 * 1024)
 #define CRT_STREAM_COPY_MAX ((size_t)16 * 1024)
 #define CRT_STREAM_MAX_EXACT ((size_t)1 << 30)
 #define CRT_STREAM_KEEP_BUF ((size_t)256 * 1024)
+#define CRT_STREAM_MIN_BUF ((size_t)4096)
 #define CRT_STREAM_MAX_BUFS 16
 #define CRT_STREAM_BUF_PART ((size_t)1 << 30)
 
@@ -49,26 +52,7 @@ typedef struct wreq {
   char data[];
 } wreq;
 
-/* ---- list, ref counting, closing ------------------------------------------- */
-
-static void list_add(crt_stream *s) {
-  crt_io *io = s->io;
-  s->prev = NULL;
-  s->next = io->streams;
-  if (io->streams)
-    io->streams->prev = s;
-  io->streams = s;
-}
-
-static void list_remove(crt_stream *s) {
-  if (s->prev)
-    s->prev->next = s->next;
-  else if (s->io->streams == s)
-    s->io->streams = s->next;
-  if (s->next)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-}
+/* ---- ref counting, closing ------------------------------------------------- */
 
 static void hold(crt_stream *s) {
   if (s->nwait++ == 0 && !uv_is_closing(&s->u.handle))
@@ -82,10 +66,10 @@ static void release(crt_stream *s) {
 
 static void close_cb(uv_handle_t *h) {
   crt_stream *s = h->data;
-  list_remove(s);
+  crt_list_remove(&s->io->streams, &s->link);
   if (s->box)
     *s->box = NULL;
-  free(s->rbuf);
+  crt_buf_free(&s->rbuf);
   free(s);
 }
 
@@ -108,15 +92,20 @@ static void wake_reader(crt_stream *s) {
   crt_task_wake(t, 0);
 }
 
+/* Wake t, which waited on s in a write or a shutdown, with the status. */
+static void wake_status(crt_stream *s, crt_task *t, int status) {
+  release(s);
+  lua_pushinteger(crt_task_co(t), status);
+  crt_task_wake(t, 1);
+}
+
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   crt_stream *s = req->data;
   s->shutting = 0;
   if (s->shutter) {
     crt_task *t = s->shutter;
     s->shutter = NULL;
-    release(s);
-    lua_pushinteger(crt_task_co(t), status);
-    crt_task_wake(t, 1);
+    wake_status(s, t, status);
   }
   if (s->closed)
     close_handle(s);
@@ -153,9 +142,8 @@ static void stream_close_fn(uv_handle_t *h) { crt_stream_abort(h->data); }
 
 int crt_stream_close_all(crt_io *io, int force) {
   int pending = 0;
-  crt_stream *next;
-  for (crt_stream *s = io->streams; s; s = next) {
-    next = s->next;
+  crt_list_each_safe(&io->streams, it, nx) {
+    crt_stream *s = crt_container_of(it, crt_stream, link);
     if (force)
       crt_stream_abort(s);
     else if (s->nwrites > 0 || s->shutting)
@@ -170,8 +158,8 @@ crt_stream *crt_stream_new(crt_io *io, int kind, int *err) {
     *err = UV_ENOMEM;
     return NULL;
   }
-  int r = kind == CRT_STREAM_TCP ? uv_tcp_init(&io->rt->loop, &s->u.tcp)
-                                 : uv_pipe_init(&io->rt->loop, &s->u.pipe, 0);
+  uv_loop_t *loop = crt_rt_loop(io->rt);
+  int r = kind == CRT_STREAM_TCP ? uv_tcp_init(loop, &s->u.tcp) : uv_pipe_init(loop, &s->u.pipe, 0);
   if (r < 0) {
     free(s);
     *err = r;
@@ -183,7 +171,7 @@ crt_stream *crt_stream_new(crt_io *io, int kind, int *err) {
   s->kind = (unsigned char)kind;
   s->readable = s->writable = 1;
   uv_unref(&s->u.handle);
-  list_add(s);
+  crt_list_push_front(&io->streams, &s->link);
   return s;
 }
 
@@ -209,39 +197,34 @@ void crt_stream_set_peer(crt_stream *s) {
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* Bytes received and not yet consumed. */
+static inline size_t buffered(const crt_stream *s) { return s->rbuf.len - s->roff; }
+
+/* Move the unconsumed bytes to the start of the buffer. */
+static void compact(crt_stream *s) {
+  memmove(s->rbuf.data, s->rbuf.data + s->roff, buffered(s));
+  s->rbuf.len -= s->roff;
+  s->roff = 0;
+}
+
 static int buf_append(crt_stream *s, const char *p, size_t n) {
-  if (s->rcap - s->roff - s->rlen < n) {
-    if (s->roff > 0) {
-      memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
-      s->roff = 0;
-    }
-    if (s->rcap - s->rlen < n) {
-      size_t cap = s->rcap ? s->rcap * 2 : 4096;
-      while (cap < s->rlen + n)
-        cap *= 2;
-      char *b = realloc(s->rbuf, cap);
-      if (!b)
-        return UV_ENOMEM;
-      s->rbuf = b;
-      s->rcap = cap;
-    }
-  }
-  memcpy(s->rbuf + s->roff + s->rlen, p, n);
-  s->rlen += n;
-  return 0;
+  crt_buf *b = &s->rbuf;
+  if (b->cap - b->len < n && s->roff > 0)
+    compact(s);
+  /* A first buffer of CRT_STREAM_MIN_BUF, doubled when more is needed. */
+  if (b->cap == 0 && crt_buf_reserve(b, CRT_STREAM_MIN_BUF) < 0)
+    return UV_ENOMEM;
+  return crt_buf_append(b, p, n) < 0 ? UV_ENOMEM : 0;
 }
 
 static void consume(crt_stream *s, size_t n) {
   s->roff += n;
-  s->rlen -= n;
   s->rscan = s->rscan > n ? s->rscan - n : 0;
-  if (s->rlen == 0) {
+  if (s->roff == s->rbuf.len) {
     s->roff = 0;
-    if (s->rcap > CRT_STREAM_KEEP_BUF) {
-      free(s->rbuf);
-      s->rbuf = NULL;
-      s->rcap = 0;
-    }
+    s->rbuf.len = 0;
+    if (s->rbuf.cap > CRT_STREAM_KEEP_BUF)
+      crt_buf_free(&s->rbuf);
   }
 }
 
@@ -250,17 +233,18 @@ static void consume(crt_stream *s, size_t n) {
 static int satisfied(crt_stream *s) {
   if (s->rerr || s->closed)
     return 1;
+  size_t rlen = buffered(s);
   switch (s->rmode) {
-  case RD_ANY: return s->rlen > 0;
-  case RD_EXACT: return s->rlen >= s->rwant;
+  case RD_ANY: return rlen > 0;
+  case RD_EXACT: return rlen >= s->rwant;
   default: {
-    const char *base = s->rbuf + s->roff;
-    const char *nl = s->rlen > s->rscan ? memchr(base + s->rscan, '\n', s->rlen - s->rscan) : NULL;
+    const char *base = s->rbuf.data + s->roff;
+    const char *nl = rlen > s->rscan ? memchr(base + s->rscan, '\n', rlen - s->rscan) : NULL;
     if (nl) {
       s->rscan = (size_t)(nl - base);
       return 1;
     }
-    s->rscan = s->rlen;
+    s->rscan = rlen;
     return 0;
   }
   }
@@ -270,15 +254,14 @@ static int satisfied(crt_stream *s) {
  * (bulk transfers: one copy less), else into the shared slab. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   crt_stream *s = h->data;
+  crt_buf *b = &s->rbuf;
   (void)suggested;
-  if (s->rcap >= CRT_IO_SLAB) {
-    if (s->roff > 0 && s->rcap - s->roff - s->rlen < CRT_IO_SLAB) {
-      memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
-      s->roff = 0;
-    }
-    size_t room = s->rcap - s->roff - s->rlen;
+  if (b->cap >= CRT_IO_SLAB) {
+    if (s->roff > 0 && b->cap - b->len < CRT_IO_SLAB)
+      compact(s);
+    size_t room = b->cap - b->len;
     if (room >= CRT_IO_SLAB / 2) {
-      buf->base = s->rbuf + s->roff + s->rlen;
+      buf->base = b->data + b->len;
       buf->len = room;
       return;
     }
@@ -293,7 +276,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   crt_stream *s = st->data;
   if (nread > 0) {
     if (buf->base != s->io->slab)
-      s->rlen += (size_t)nread; /* read in place (alloc_cb) */
+      s->rbuf.len += (size_t)nread; /* read in place (alloc_cb) */
     else if (buf_append(s, buf->base, (size_t)nread) < 0)
       s->rerr = UV_ENOMEM;
   } else if (nread < 0) {
@@ -308,7 +291,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 
 static void update_reading(crt_stream *s) {
   int want = s->started && s->readable && !s->rerr && !s->closed &&
-             (s->reader != NULL || s->rlen < CRT_STREAM_AHEAD);
+             (s->reader != NULL || buffered(s) < CRT_STREAM_AHEAD);
   if (want && !s->reading) {
     int r = uv_read_start(&s->u.stream, alloc_cb, read_cb);
     if (r < 0)
@@ -321,34 +304,29 @@ static void update_reading(crt_stream *s) {
 }
 
 static crt_stream *check_stream(lua_State *L, const char *fname) {
-  crt_stream **box = luaL_testudata(L, 1, CRT_STREAM_MT);
-  if (!box) {
-    crt_typeerror(L, fname, 1, "stream");
-    return NULL;
-  }
-  if (!*box || (*box)->closed) {
+  crt_stream *s = crt_checkptr(L, 1, CRT_STREAM_MT, "stream", fname);
+  if (!s || s->closed)
     crt_errorf(L, fname, "the stream is closed");
-    return NULL;
-  }
-  return *box;
+  return s;
 }
 
 /* Push what the reader asked for from the buffer (s->rmode), or nil at the
  * end, or nil, message, code after an error. */
 static int deliver(lua_State *L, crt_stream *s, const char *fname) {
-  const char *base = s->rbuf + s->roff;
+  const char *base = s->rbuf.data + s->roff;
+  size_t rlen = buffered(s);
   int n = 1;
   switch (s->rmode) {
   case RD_ANY:
-    if (s->rlen > 0 && !s->closed) {
-      size_t take = s->rwant && s->rwant < s->rlen ? s->rwant : s->rlen;
+    if (rlen > 0 && !s->closed) {
+      size_t take = s->rwant && s->rwant < rlen ? s->rwant : rlen;
       lua_pushlstring(L, base, take);
       consume(s, take);
       goto done;
     }
     break;
   case RD_EXACT:
-    if (s->rlen >= s->rwant && !s->closed) {
+    if (rlen >= s->rwant && !s->closed) {
       lua_pushlstring(L, base, s->rwant);
       consume(s, s->rwant);
       goto done;
@@ -357,7 +335,7 @@ static int deliver(lua_State *L, crt_stream *s, const char *fname) {
   default: {
     if (s->closed)
       break;
-    const char *nl = s->rlen > s->rscan ? memchr(base + s->rscan, '\n', s->rlen - s->rscan) : NULL;
+    const char *nl = rlen > s->rscan ? memchr(base + s->rscan, '\n', rlen - s->rscan) : NULL;
     if (nl) {
       size_t len = (size_t)(nl - base);
       size_t skip = len + 1;
@@ -367,9 +345,9 @@ static int deliver(lua_State *L, crt_stream *s, const char *fname) {
       consume(s, skip);
       goto done;
     }
-    if (s->rlen > 0 && s->rerr == UV_EOF) {
-      lua_pushlstring(L, base, s->rlen); /* the last line, without "\n" */
-      consume(s, s->rlen);
+    if (rlen > 0 && s->rerr == UV_EOF) {
+      lua_pushlstring(L, base, rlen); /* the last line, without "\n" */
+      consume(s, rlen);
       goto done;
     }
     break;
@@ -443,14 +421,20 @@ static int read_common(lua_State *L, int ctx, size_t want) {
   return crt_task_park(L, t, read_unpark, s, read_k, ctx);
 }
 
+/* The byte count at index 2: an integer (raises otherwise). */
+static lua_Integer check_count(lua_State *L, const char *fname) {
+  int isint = 0;
+  lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
+  if (!isint)
+    crt_typeerror(L, fname, 2, "integer");
+  return n;
+}
+
 /* stream:read([max]): what has arrived, at most max bytes when given. */
 static int s_read(lua_State *L) {
   size_t max = 0;
   if (!lua_isnoneornil(L, 2)) {
-    int isint = 0;
-    lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
-    if (!isint)
-      return crt_typeerror(L, "stream:read", 2, "integer");
+    lua_Integer n = check_count(L, "stream:read");
     if (n < 1)
       return crt_argerror(L, "stream:read", 2, "count must be positive");
     max = (size_t)n;
@@ -459,10 +443,7 @@ static int s_read(lua_State *L) {
 }
 
 static int s_read_exactly(lua_State *L) {
-  int isint = 0;
-  lua_Integer n = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
-  if (!isint)
-    return crt_typeerror(L, "stream:read_exactly", 2, "integer");
+  lua_Integer n = check_count(L, "stream:read_exactly");
   if (n < 0)
     return crt_argerror(L, "stream:read_exactly", 2, "negative count");
   if ((lua_Unsigned)n > CRT_STREAM_MAX_EXACT)
@@ -494,7 +475,7 @@ static int s_lines(lua_State *L) {
 
 static void free_wreq(crt_stream *s, wreq *w) {
   if (w->ref != LUA_NOREF)
-    luaL_unref(s->io->rt->L, LUA_REGISTRYINDEX, w->ref);
+    luaL_unref(crt_lua(s->io->rt), LUA_REGISTRYINDEX, w->ref);
   free(w);
 }
 
@@ -505,9 +486,7 @@ static void write_cb(uv_write_t *req, int status) {
   if (w->waiter) {
     crt_task *t = w->waiter;
     w->waiter = NULL;
-    release(s);
-    lua_pushinteger(crt_task_co(t), status);
-    crt_task_wake(t, 1);
+    wake_status(s, t, status);
   } else if (status < 0 && status != UV_ECANCELED && !s->werr) {
     s->werr = status;
   }
@@ -636,21 +615,15 @@ static int s_shutdown(lua_State *L) {
   return crt_task_park(L, t, shutdown_unpark, s, status_k, (lua_KContext)fname);
 }
 
+static void close_obj(void *s) { crt_stream_close(s); }
+
 static int s_close(lua_State *L) {
-  crt_stream **box = luaL_testudata(L, 1, CRT_STREAM_MT);
-  if (!box)
-    return crt_typeerror(L, "stream:close", 1, "stream");
-  if (*box)
-    crt_stream_close(*box);
-  lua_pushboolean(L, 1);
-  return 1;
+  return crt_io_close_method(L, CRT_STREAM_MT, "stream", "stream:close", close_obj);
 }
 
 static int s_gc(lua_State *L) {
-  crt_stream **box = lua_touserdata(L, 1);
-  crt_stream *s = *box;
+  crt_stream *s = crt_io_unbox(L, 1);
   if (s) {
-    *box = NULL;
     s->box = NULL;
     crt_stream_close(s);
   }
@@ -689,16 +662,13 @@ void crt_stream_open(lua_State *L) {
                                      {"readline", s_readline}, {"lines", s_lines},
                                      {"write", s_write},       {"shutdown", s_shutdown},
                                      {"close", s_close},       {NULL, NULL}};
-  if (luaL_newmetatable(L, CRT_STREAM_MT)) {
-    luaL_newlib(L, methods);
-    lua_pushcclosure(L, s_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, s_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, s_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, s_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  /* __index is a function (for the peer field) over the methods table, its
+   * upvalue. */
+  static const luaL_Reg meta[] = {{"__index", s_index},
+                                  {"__gc", s_gc},
+                                  {"__close", s_close},
+                                  {"__tostring", s_tostring},
+                                  {NULL, NULL}};
+  luaL_newlib(L, methods);
+  crt_newclass(L, CRT_STREAM_MT, NULL, meta, 1);
 }

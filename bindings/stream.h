@@ -29,13 +29,14 @@ typedef struct crt_stream {
     uv_pipe_t pipe;
   } u;
   crt_io *io;
-  struct crt_stream **box;        /* the Lua userdata's slot, NULL once collected */
-  struct crt_stream *next, *prev; /* io->streams */
+  struct crt_stream **box; /* the Lua userdata's slot, NULL once collected */
+  crt_link link;           /* in io->streams */
 
-  /* Read side: bytes received and not yet consumed are rbuf[roff, roff+rlen).
-   * rscan: how far a readline has already looked for "\n". */
-  char *rbuf;
-  size_t roff, rlen, rcap, rscan;
+  /* Read side: bytes received and not yet consumed are
+   * rbuf.data[roff, rbuf.len). rscan: how far (from roff) a readline has
+   * already looked for "\n". */
+  crt_buf rbuf;
+  size_t roff, rscan;
   int rerr;         /* UV_EOF or an error once the read side ended */
   crt_task *reader; /* the task waiting in read/read_exactly/readline */
   int rmode;        /* what it waits for */

@@ -35,6 +35,19 @@ int crt_buf_reserve(crt_buf *b, size_t n) {
   return 0;
 }
 
+int crt_buf_reserve_exact(crt_buf *b, size_t n) {
+  if (n <= b->cap - b->len)
+    return 0;
+  if (n > SIZE_MAX - b->len)
+    return -1;
+  char *p = realloc(b->data, b->len + n);
+  if (!p)
+    return -1;
+  b->data = p;
+  b->cap = b->len + n;
+  return 0;
+}
+
 int crt_buf_append(crt_buf *b, const void *p, size_t n) {
   if (n == 0)
     return 0;

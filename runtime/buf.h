@@ -27,6 +27,10 @@ typedef struct crt_buf {
 void crt_buf_init(crt_buf *b);
 /* Make room for n more bytes; returns 0 or CRT_ENOMEM-style -1. */
 int crt_buf_reserve(crt_buf *b, size_t n);
+/* Make room for n more bytes without rounding up: when there is less room,
+ * the capacity becomes len + n (a buffer whose final size is known, such as
+ * a file read whole). Returns 0 or -1. */
+int crt_buf_reserve_exact(crt_buf *b, size_t n);
 int crt_buf_append(crt_buf *b, const void *p, size_t n);
 /* Forget the bytes and release the retained channels, keep the memory. */
 void crt_buf_reset(crt_buf *b);
