@@ -1,6 +1,7 @@
 -- apicov.lua - fails when a public crt function has no documentation or no
 -- test: every function of the crt table and its sub-tables (crt.fs, crt.net,
--- ...) must be named in docs/*.md and in tests/spec/*.lua.
+-- ...) must be named in docs/*.md or docs/reference/*.md, and in
+-- tests/spec/*.lua.
 -- Run by scripts/lint as: build/crt scripts/apicov.lua [repo root]
 local root = arg[1] or "."
 
@@ -12,7 +13,7 @@ local function slurp(pattern)
   return table.concat(text)
 end
 
-local docs = slurp("docs/*.md") .. slurp("README.md")
+local docs = slurp("docs/*.md") .. slurp("docs/reference/*.md") .. slurp("README.md")
 local specs = slurp("tests/spec/*.lua")
 
 local missing = {}
