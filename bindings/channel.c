@@ -39,15 +39,10 @@ static crt_chan *check_chan(lua_State *L, const char *fname) {
 /* Raise the error of a failed operation (rc < 0, or CRT_CHAN_CLOSED). */
 static int chan_error(lua_State *L, int rc, const char *fname) {
   switch (rc) {
-  case CRT_CHAN_CLOSED:
-    return crt_errorf(L, fname, "channel is closed");
-  case CRT_CHAN_ERR:
-    return lua_error(L); /* the message the engine pushed */
-  case CRT_CHAN_CANCELLED:
-    crt_sched_push_cancelled(L);
-    return lua_error(L);
-  default:
-    return crt_errorf(L, fname, "not enough memory");
+  case CRT_CHAN_CLOSED: return crt_errorf(L, fname, "channel is closed");
+  case CRT_CHAN_ERR: return lua_error(L); /* the message the engine pushed */
+  case CRT_CHAN_CANCELLED: crt_sched_push_cancelled(L); return lua_error(L);
+  default: return crt_errorf(L, fname, "not enough memory");
   }
 }
 
@@ -198,12 +193,9 @@ static int select_result(lua_State *L, int rc, int idx) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
-  case CRT_CHAN_CLOSED:
-    return crt_errorf(L, fname_select, "channel of case #%d is closed", idx);
-  case CRT_CHAN_EMPTY:
-    return crt_errorf(L, fname_select, "%s", outside_task);
-  default:
-    return chan_error(L, rc, fname_select);
+  case CRT_CHAN_CLOSED: return crt_errorf(L, fname_select, "channel of case #%d is closed", idx);
+  case CRT_CHAN_EMPTY: return crt_errorf(L, fname_select, "%s", outside_task);
+  default: return chan_error(L, rc, fname_select);
   }
 }
 

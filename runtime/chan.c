@@ -103,15 +103,6 @@ crt_chan *crt_chan_new(size_t cap) {
   return ch;
 }
 
-void crt_chan_item_free(item *it) {
-  if (it->kind == ITEM_BUF) {
-    crt_buf_free(it->buf);
-    free(it->buf);
-  }
-  it->kind = ITEM_NONE;
-  it->buf = NULL;
-}
-
 static void chan_free(crt_chan *ch) {
   /* A local channel's queued references die with the owner's store table
    * entries only if we unref them; a local channel is freed on its owner's
@@ -422,9 +413,9 @@ int crt_chan_push_id(lua_State *L, uint64_t id) {
   return 0;
 }
 
-/* ---- the cores (shared with select.c) --------------------------------------- */
+/* ---- the cores (see chan_impl.h; select.c calls them through crt_chan_*) ---- */
 
-int crt_chan_send_core(crt_chan *ch, crt_waiter **r) {
+static inline int send_core(crt_chan *ch, crt_waiter **r) {
   if (ch->closed)
     return ST_CLOSED;
   if ((*r = wq_claim(&ch->recvq)))
@@ -444,7 +435,7 @@ int crt_chan_send_commit(crt_chan *ch, int st, crt_waiter *r, item *enc) {
   return 0;
 }
 
-int crt_chan_send_local(lua_State *L, crt_chan *ch, int st, crt_waiter *r, int vidx) {
+static inline int send_local(lua_State *L, crt_chan *ch, int st, crt_waiter *r, int vidx) {
   lua_pushvalue(L, vidx);
   if (st == ST_PEER) {
     lua_State *co = crt_task_co(r->task);
@@ -463,7 +454,7 @@ int crt_chan_send_local(lua_State *L, crt_chan *ch, int st, crt_waiter *r, int v
   return CRT_CHAN_OK;
 }
 
-int crt_chan_recv_core(crt_chan *ch, item *it, crt_waiter **s) {
+static inline int recv_core(crt_chan *ch, item *it, crt_waiter **s) {
   it->kind = ITEM_NONE;
   if (ch->count > 0) {
     *it = ring_pop(ch);
@@ -488,7 +479,7 @@ int crt_chan_recv_core(crt_chan *ch, item *it, crt_waiter **s) {
   return ch->closed ? ST_CLOSED : ST_WAIT;
 }
 
-int crt_chan_recv_finish(lua_State *L, crt_chan *ch, int st, item *it, crt_waiter *s) {
+static inline int recv_finish(lua_State *L, crt_chan *ch, int st, item *it, crt_waiter *s) {
   if (st == ST_CLOSED) {
     lua_pushnil(L);
     return CRT_CHAN_CLOSED;
@@ -517,8 +508,7 @@ static int waiter_for(lua_State *L, crt_task **t, crt_tctx **tc) {
   return *t || *tc;
 }
 
-int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what,
-                  crt_chan_waiter **wait) {
+int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what, crt_chan_waiter **wait) {
   item enc = ITEM_EMPTY;
   /* Read once: only this thread can turn a local channel shared, and not
    * during this call. */
@@ -531,7 +521,7 @@ int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what,
   }
   crt_waiter *r = NULL;
   chan_lock(ch);
-  int st = crt_chan_send_core(ch, &r);
+  int st = send_core(ch, &r);
   if (st == ST_CLOSED) {
     chan_unlock(ch);
     crt_chan_item_free(&enc);
@@ -571,14 +561,14 @@ int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what,
     return CRT_CHAN_OK;
   }
   chan_unlock(ch);
-  return crt_chan_send_local(L, ch, st, r, vidx);
+  return send_local(L, ch, st, r, vidx);
 }
 
 int crt_chan_recv(lua_State *L, crt_chan *ch, crt_chan_waiter **wait) {
   item it;
   crt_waiter *s = NULL;
   chan_lock(ch);
-  int st = crt_chan_recv_core(ch, &it, &s);
+  int st = recv_core(ch, &it, &s);
   if (st == ST_WAIT) {
     crt_task *t;
     crt_tctx *tc;
@@ -595,7 +585,7 @@ int crt_chan_recv(lua_State *L, crt_chan *ch, crt_chan_waiter **wait) {
     return w ? CRT_CHAN_WAIT : CRT_CHAN_ENOMEM;
   }
   chan_unlock(ch);
-  return crt_chan_recv_finish(L, ch, st, &it, s);
+  return recv_finish(L, ch, st, &it, s);
 }
 
 int crt_chan_offer(lua_State *L, crt_chan *ch) {
@@ -728,4 +718,18 @@ int crt_chan_wait(lua_State *L, crt_chan_waiter *w, lua_KFunction k) {
     crt_rt_hold(w->rt, 1);
   }
   return crt_task_park(L, w->task, single_unpark, w, k, (lua_KContext)w);
+}
+
+/* ---- the cores for select.c (the ones above stay inline here) ------------ */
+
+int crt_chan_send_core(crt_chan *ch, crt_waiter **r) { return send_core(ch, r); }
+
+int crt_chan_send_local(lua_State *L, crt_chan *ch, int st, crt_waiter *r, int vidx) {
+  return send_local(L, ch, st, r, vidx);
+}
+
+int crt_chan_recv_core(crt_chan *ch, item *it, crt_waiter **s) { return recv_core(ch, it, s); }
+
+int crt_chan_recv_finish(lua_State *L, crt_chan *ch, int st, item *it, crt_waiter *s) {
+  return recv_finish(L, ch, st, it, s);
 }

@@ -33,13 +33,13 @@ typedef struct crt_waiter crt_chan_waiter;
 /* Status codes of the operations. */
 enum {
   CRT_CHAN_OK = 0,
-  CRT_CHAN_CLOSED = 1,  /* the channel is closed (recv: and drained) */
-  CRT_CHAN_FULL = 2,    /* a send would wait, and the caller may not */
-  CRT_CHAN_EMPTY = 3,   /* a receive (or select) would wait, and the caller may not */
-  CRT_CHAN_WAIT = 4,    /* a waiter was queued: wait for it (crt_chan_wait) */
-  CRT_CHAN_TIMEOUT = 5, /* select: no case completed in time */
-  CRT_CHAN_ERR = -1,    /* the error message is pushed on L (codec) */
-  CRT_CHAN_ENOMEM = -2, /* out of memory (nothing pushed) */
+  CRT_CHAN_CLOSED = 1,    /* the channel is closed (recv: and drained) */
+  CRT_CHAN_FULL = 2,      /* a send would wait, and the caller may not */
+  CRT_CHAN_EMPTY = 3,     /* a receive (or select) would wait, and the caller may not */
+  CRT_CHAN_WAIT = 4,      /* a waiter was queued: wait for it (crt_chan_wait) */
+  CRT_CHAN_TIMEOUT = 5,   /* select: no case completed in time */
+  CRT_CHAN_ERR = -1,      /* the error message is pushed on L (codec) */
+  CRT_CHAN_ENOMEM = -2,   /* out of memory (nothing pushed) */
   CRT_CHAN_CANCELLED = -3 /* a blocked thread was interrupted (nothing pushed) */
 };
 
@@ -83,8 +83,7 @@ int crt_chan_push_id(lua_State *L, uint64_t id);
  *                    on the stack meanwhile);
  *   CRT_CHAN_ERR, CRT_CHAN_ENOMEM.
  */
-int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what,
-                  crt_chan_waiter **wait);
+int crt_chan_send(lua_State *L, crt_chan *ch, int vidx, const char *what, crt_chan_waiter **wait);
 /* The outcome of a send that waited (frees w): CRT_CHAN_OK or
  * CRT_CHAN_CLOSED. */
 int crt_chan_send_done(crt_chan_waiter *w);

@@ -26,6 +26,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "buf.h"
 #include "chan.h"
@@ -49,7 +50,10 @@ typedef struct item {
   char small[ITEM_INLINE];
 } item;
 
-#define ITEM_EMPTY {ITEM_NONE, 0, NULL, 0, {0}}
+#define ITEM_EMPTY                                                                                 \
+  {                                                                                                \
+    ITEM_NONE, 0, NULL, 0, { 0 }                                                                   \
+  }
 
 struct crt_select {
   atomic_int fired; /* case index that completed; -1 while none; 0 = given up */
@@ -143,7 +147,14 @@ static inline crt_waiter *wq_claim(crt_list *q) {
  * the cores; the callers finish the work after unlocking. */
 enum { ST_WAIT, ST_PEER, ST_ITEM, ST_CLOSED };
 
-void crt_chan_item_free(item *it);
+static inline void crt_chan_item_free(item *it) {
+  if (it->kind == ITEM_BUF) {
+    crt_buf_free(it->buf);
+    free(it->buf);
+  }
+  it->kind = ITEM_NONE;
+  it->buf = NULL;
+}
 /* Push the value of an item onto L and release the item. Returns
  * CRT_CHAN_OK, or CRT_CHAN_ERR with the decoder's message pushed instead. */
 int crt_chan_push_item(lua_State *L, item *it);
