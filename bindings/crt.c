@@ -8,7 +8,7 @@
  */
 #include <lauxlib.h>
 
-#include "chan.h"
+#include "channel.h"
 #include "codec.h"
 #include "io.h"
 #include "rt.h"

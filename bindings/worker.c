@@ -10,7 +10,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
-#include "chan.h"
+#include "channel.h"
 #include "util.h"
 #include "codec.h"
 #include "pool.h"

@@ -14,6 +14,7 @@
 #include <lualib.h>
 
 #include "chan.h"
+#include "../../bindings/channel.h"
 #include "codec.h"
 #include "check.h"
 #include "crt.h"
