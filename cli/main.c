@@ -15,7 +15,7 @@
 
 #include "include/crt.h"
 #include "rt.h"
-#include "process.h"
+#include "crt_child.h"
 
 void crt_repl_push_readline(lua_State *L, crt_runtime *rt);
 void crt_repl_close(void);
