@@ -5,7 +5,8 @@
  *
  * Loop thread only. Children are started with uv_spawn, reaped by libuv
  * (exit callback) and never outlive the runtime: at shutdown a child still
- * running gets SIGTERM, and SIGKILL after CRT_EXEC_TERM_GRACE_MS, and is
+ * running is ended by crt_proc_terminate (runtime/proc.h: SIGTERM, then
+ * SIGKILL after CRT_PROC_GRACE_MS, the policy of every child of crt) and is
  * reaped before crt_close returns.
  *
  * An exec request owns several handles (the process, up to three pipes, a
@@ -25,13 +26,13 @@
 #include <lauxlib.h>
 
 #include "io.h"
+#include "proc.h"
 #include "util.h"
 #include "rt.h"
 #include "scheduler.h"
 #include "stream.h"
 
 #define PROC_MT "crt.process.proc"
-#define CRT_EXEC_TERM_GRACE_MS 1000
 
 extern char **environ;
 
@@ -203,25 +204,6 @@ static int opt_mode(lua_State *L, const char *fname, const char *field) {
   return mode;
 }
 
-/* Kill and reap a child that outlives the runtime: SIGTERM, a grace period,
- * SIGKILL. Blocking, but only at shutdown. */
-static void terminate_child(int pid) {
-  int status;
-  if (pid <= 0 || waitpid(pid, &status, WNOHANG) == pid)
-    return;
-  kill(pid, SIGTERM);
-  struct timespec ts = {0, 10L * 1000 * 1000};
-  for (int i = 0; i < CRT_EXEC_TERM_GRACE_MS / 10; i++) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid || (r < 0 && errno != EINTR))
-      return;
-    nanosleep(&ts, NULL);
-  }
-  kill(pid, SIGKILL);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-}
-
 static void push_exit(lua_State *L, int64_t status, int termsig) {
   if (termsig) {
     lua_pushnil(L);
@@ -272,7 +254,7 @@ static void op_maybe_free(exec_op *op) {
   if (op->handles > 0 || op->task_holds)
     return;
   if (op->dref != LUA_NOREF)
-    luaL_unref(op->io->rt->L, LUA_REGISTRYINDEX, op->dref);
+    luaL_unref(crt_lua(op->io->rt), LUA_REGISTRYINDEX, op->dref);
   crt_iobuf_free(&op->out.buf);
   crt_iobuf_free(&op->err.buf);
   free(op);
@@ -416,7 +398,7 @@ static void exec_unpark(crt_task *t, void *data) {
 static void exec_proc_close_fn(uv_handle_t *h) {
   exec_op *op = h->data;
   if (op->proc_open && !op->exited)
-    terminate_child(op->proc.pid);
+    crt_proc_terminate(&op->proc.pid, 1); /* SIGTERM, the grace, SIGKILL, reaped */
   op->proc_open = 0;
   exec_abandon(op);
   if (!uv_is_closing(h))
@@ -456,7 +438,7 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx) {
 static int pipe_init(exec_op *op, epipe *p, uv_stdio_container_t *c, int child_flags) {
   p->close_fn = epipe_close_fn;
   p->op = op;
-  int r = uv_pipe_init(&op->io->rt->loop, &p->pipe, 0);
+  int r = uv_pipe_init(crt_rt_loop(op->io->rt), &p->pipe, 0);
   if (r < 0)
     return r;
   p->pipe.data = p;
@@ -505,7 +487,7 @@ static int l_exec(lua_State *L) {
     o.stdio_count = 3;
     o.exit_cb = exec_exit_cb;
     op->proc.data = op;
-    r = uv_spawn(&io->rt->loop, &op->proc, &o);
+    r = uv_spawn(crt_rt_loop(io->rt), &op->proc, &o);
     op->handles++; /* the process handle must be closed even when spawn failed */
     if (r < 0) {
       uv_close((uv_handle_t *)&op->proc, handle_closed);
@@ -533,7 +515,7 @@ static int l_exec(lua_State *L) {
       pipe_close(&op->in);
   }
   if (timeout > 0) {
-    if (uv_timer_init(&io->rt->loop, &op->tm.timer) == 0) {
+    if (uv_timer_init(crt_rt_loop(io->rt), &op->tm.timer) == 0) {
       op->tm.timer.data = &op->tm;
       op->tm.open = 1;
       op->handles++;
@@ -583,7 +565,7 @@ static void proc_exit_cb(uv_process_t *h, int64_t status, int termsig) {
 static void proc_close_fn(uv_handle_t *h) {
   proc *p = h->data;
   if (p->running)
-    terminate_child(p->pid);
+    crt_proc_terminate(&p->pid, 1); /* SIGTERM, the grace, SIGKILL, reaped */
   p->running = 0;
   if (p->waiter) {
     crt_task *t = p->waiter; /* cannot happen: tasks end before handles close */
@@ -595,12 +577,7 @@ static void proc_close_fn(uv_handle_t *h) {
 }
 
 static proc *check_proc(lua_State *L, const char *fname) {
-  proc **box = luaL_testudata(L, 1, PROC_MT);
-  if (!box) {
-    crt_typeerror(L, fname, 1, "process");
-    return NULL;
-  }
-  return *box;
+  return crt_checkptr(L, 1, PROC_MT, "process", fname);
 }
 
 static int proc_wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -737,7 +714,7 @@ static int l_command(lua_State *L) {
     o.stdio_count = 3;
     o.exit_cb = proc_exit_cb;
     p->h.data = p;
-    r = uv_spawn(&io->rt->loop, &p->h, &o);
+    r = uv_spawn(crt_rt_loop(io->rt), &p->h, &o);
     if (r < 0) {
       p->box = NULL;
       uv_close((uv_handle_t *)&p->h, proc_close_cb); /* frees p */
@@ -772,17 +749,12 @@ void crt_open_exec(lua_State *L, crt_runtime *rt) {
   crt_io *io = crt_io_get(L, rt);
   crt_io_ignore_sigpipe();
   crt_stream_open(L);
-  if (luaL_newmetatable(L, PROC_MT)) {
-    static const luaL_Reg methods[] = {{"wait", p_wait}, {"kill", p_kill}, {NULL, NULL}};
-    luaL_newlib(L, methods);
-    lua_pushcclosure(L, p_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, p_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, p_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {{"wait", p_wait}, {"kill", p_kill}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__index", p_index}, {"__gc", p_gc}, {"__tostring", p_tostring}, {NULL, NULL}};
+  /* __index looks up pid and the streams, then the methods (its upvalue). */
+  luaL_newlib(L, methods);
+  crt_newclass(L, PROC_MT, NULL, meta, 1);
   if (lua_getfield(L, -1, "process") != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 4);

@@ -121,7 +121,7 @@ static int load_failed(crt_runtime *rt, lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "--crt-child") == 0)
+  if (argc >= 2 && strcmp(argv[1], CRT_CHILD_FLAG) == 0)
     return crt_child_main(argc, argv);
   if (argv[0] && argv[0][0])
     progname = argv[0];

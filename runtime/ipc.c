@@ -3,9 +3,10 @@
  * ipc.h): the reader that cuts a byte stream into messages, and the link
  * that runs it over a uv_pipe_t with a batching writer and back-pressure.
  *
- * Loop thread only. The link never calls Lua: its owner (bindings/process.c)
- * encodes into the buffer crt_ipc_begin returns, decodes what crt_ipc_take
- * returns, and parks or wakes tasks from the on_* callbacks.
+ * Loop thread only. The link never calls Lua: its owner (the endpoints of
+ * runtime/proc_msg.c) queues what crt_ipc_take returns and parks or wakes
+ * tasks from the on_* callbacks; bindings/process.c encodes values into the
+ * buffer crt_ipc_begin returns and decodes the messages.
  *
  * Writing. A message goes out at once (uv_write, which tries the syscall
  * immediately) when no write is in flight; otherwise it is appended to
@@ -57,12 +58,9 @@ void crt_ipc_reader_init(crt_ipc_reader *r) {
 }
 
 void crt_ipc_reader_free(crt_ipc_reader *r) {
-  crt_ipc_msg *m = r->head;
-  while (m) {
-    crt_ipc_msg *next = m->next;
+  crt_ipc_msg *m;
+  while ((m = crt_ipc_reader_take(r)))
     crt_ipc_msg_free(m);
-    m = next;
-  }
   free(r->buf);
   crt_buf_free(&r->part);
   crt_ipc_reader_init(r);
@@ -80,12 +78,7 @@ static int proto(crt_ipc_reader *r, const char *fmt, size_t a, unsigned b) {
 }
 
 static void enqueue(crt_ipc_reader *r, crt_ipc_msg *m) {
-  m->next = NULL;
-  if (r->tail)
-    r->tail->next = m;
-  else
-    r->head = m;
-  r->tail = m;
+  crt_fifo_push(&r->done, &m->node);
   r->nbytes += m->len;
 }
 
@@ -234,14 +227,10 @@ int crt_ipc_reader_feed(crt_ipc_reader *r, const char *p, size_t n) {
 }
 
 crt_ipc_msg *crt_ipc_reader_take(crt_ipc_reader *r) {
-  crt_ipc_msg *m = r->head;
-  if (!m)
-    return NULL;
-  r->head = m->next;
-  if (!r->head)
-    r->tail = NULL;
-  r->nbytes -= m->len;
-  m->next = NULL;
+  crt_snode *n = crt_fifo_pop(&r->done); /* crt_container_of evaluates its argument twice */
+  crt_ipc_msg *m = crt_container_of(n, crt_ipc_msg, node);
+  if (m)
+    r->nbytes -= m->len;
   return m;
 }
 
@@ -278,9 +267,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0)
     return;
   if (nread > 0) {
-    crt_ipc_msg *tail = ipc->rd.tail;
+    crt_snode *tail = ipc->rd.done.tail;
     int e = crt_ipc_reader_commit(&ipc->rd, (size_t)nread);
-    if (ipc->rd.tail != tail && ipc->ops->on_message)
+    if (ipc->rd.done.tail != tail && ipc->ops->on_message)
       ipc->ops->on_message(ipc);
     if (e == 0)
       return;

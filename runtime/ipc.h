@@ -35,6 +35,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "list.h"
 #include "rt.h"
 
 #define CRT_IPC_HDR 4
@@ -61,7 +62,7 @@ enum { CRT_IPC_CALL = 1, CRT_IPC_MSG = 2, CRT_IPC_RESULT = 3, CRT_IPC_FAIL = 4 }
 
 /* One received message: payload bytes of a codec buffer. */
 typedef struct crt_ipc_msg {
-  struct crt_ipc_msg *next;
+  crt_snode node; /* in the reader's FIFO, then in its owner's queue */
   unsigned kind;
   size_t len;
   char *data; /* points into the same allocation, or to a joined buffer */
@@ -74,15 +75,15 @@ void crt_ipc_msg_free(crt_ipc_msg *m);
 typedef struct crt_ipc_reader {
   char *buf; /* raw bytes: [off, len) not parsed yet */
   size_t off, len, cap;
-  crt_buf part;             /* payload of a message whose last frame has not come */
-  unsigned part_kind;       /* 0 = no message in progress */
-  size_t direct;            /* > 0: bytes of a large frame still to come,
-                             read straight into `part` (no copy) */
-  int direct_more;          /* that frame's `more` bit */
-  crt_ipc_msg *head, *tail; /* complete messages not yet taken */
-  size_t nbytes;            /* their payload bytes */
-  int err;                  /* 0, or CRT_IPC_EPROTO (sticky) */
-  char why[96];             /* what was wrong, for CRT_IPC_EPROTO */
+  crt_buf part;       /* payload of a message whose last frame has not come */
+  unsigned part_kind; /* 0 = no message in progress */
+  size_t direct;      /* > 0: bytes of a large frame still to come,
+                       read straight into `part` (no copy) */
+  int direct_more;    /* that frame's `more` bit */
+  crt_fifo done;      /* complete messages not yet taken */
+  size_t nbytes;      /* their payload bytes */
+  int err;            /* 0, or CRT_IPC_EPROTO (sticky) */
+  char why[96];       /* what was wrong, for CRT_IPC_EPROTO */
 } crt_ipc_reader;
 
 void crt_ipc_reader_init(crt_ipc_reader *r);

@@ -20,10 +20,14 @@
 
 #include <stddef.h>
 
-/* The struct of type `type` whose member `member` is at ptr (ptr may be NULL:
- * then the result is NULL). */
+/* The struct of type `type` whose member `member` is at ptr; ptr is
+ * evaluated once and may be NULL (then the result is NULL), so
+ * crt_container_of(crt_list_pop(&q), job, link) is safe. */
+static inline void *crt_container_of_(void *ptr, size_t offset) {
+  return ptr ? (void *)((char *)ptr - offset) : NULL;
+}
 #define crt_container_of(ptr, type, member)                                                        \
-  ((ptr) ? (type *)(void *)((char *)(ptr)-offsetof(type, member)) : (type *)NULL)
+  ((type *)crt_container_of_((void *)(ptr), offsetof(type, member)))
 
 /* ---- doubly-linked list ------------------------------------------------- */
 
