@@ -1104,7 +1104,7 @@ int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags, co
     return -1;
   }
   first = lua_absindex(L, first);
-  if (fast_encode(L, first, n, out))
+  if (!(flags & CRT_CODEC_NOFAST) && fast_encode(L, first, n, out))
     return 0;
   /* About 5 KiB, mostly the path; on the C stack so that a call costs no
    * allocation. Only the fields read before being written are set. */
@@ -1468,7 +1468,7 @@ int crt_codec_decode(lua_State *L, const char *data, size_t len, int flags) {
     lua_pushstring(L, "codec: stack overflow");
     return -1;
   }
-  int fn = fast_decode(L, data, len, flags & CRT_CODEC_MAYRAISE);
+  int fn = (flags & CRT_CODEC_NOFAST) ? -1 : fast_decode(L, data, len, flags & CRT_CODEC_MAYRAISE);
   if (fn >= 0)
     return fn;
   dec d;

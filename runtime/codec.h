@@ -21,6 +21,8 @@
  * the fast path (see below) may then also build strings and flat tables
  * without the decoder's own protected call. */
 #define CRT_CODEC_MAYRAISE 4
+/* encode/decode: skip the fast path (tests compare both paths). */
+#define CRT_CODEC_NOFAST 8
 
 /* Maximum nesting depth of tables and functions, on both sides. */
 #define CRT_CODEC_MAXDEPTH 200

@@ -93,8 +93,7 @@ static crt_fnentry *lookup(lua_State *L, int f, const char **err) {
   if (rc != 0 || code.len == 0) {
     crt_buf_free(&code);
     lua_settop(L, top);
-    *err = rc != 0 && code.data ? "crt.thread: not enough memory"
-                                : "crt.thread: cannot dump the function";
+    *err = "crt.thread: cannot dump the function";
     return NULL;
   }
   lua_pushlstring(L, code.data, code.len); /* stack: fnc, code */

@@ -286,10 +286,11 @@ static int prep_fail(lua_State *L, const char *msg) {
   return 1;
 }
 
-/* Protected (lua_pcall, 1 = the job): push the job's function (upvalues
- * filled) and its arguments, or its items (MAP). On failure it returns the
- * message alone and sets the worker's prep_failed. Raises nothing itself;
- * only Lua's memory errors can end it early. */
+/* Inside job_body (1 = the job): push the job's function (upvalues filled)
+ * and its arguments, or its items (MAP); returns how many values that is
+ * (the function included). On failure it pushes the message, sets the
+ * worker's prep_failed and returns 1. Raises nothing itself; only Lua's
+ * memory errors can end it early. */
 static int job_prepare(lua_State *L) {
   crt_job *j = lua_touserdata(L, 1);
   crt_worker *w = self_worker;
@@ -351,27 +352,29 @@ static int job_prepare(lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
-/* Run a prepared job: the stack holds msgh, then the function and its
- * arguments (or items). Returns the lua_pcall status; on success the
- * results follow msgh. */
-static int job_call(lua_State *L, crt_job *j) {
-  if (j->kind != CRT_JOB_MAP)
-    return lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
-  int f = 2, n = lua_gettop(L) - f;
-  if (!lua_checkstack(L, 3)) {
-    lua_pushliteral(L, "stack overflow (crt.thread.map)");
-    return LUA_ERRRUN;
+/* Protected (lua_pcall, 1 = the job): prepare the job, then call its
+ * function (CALL, SPAWN: all its results) or call it on each item (MAP: one
+ * result per item). A failed setup returns its message, flagged. */
+static int job_body(lua_State *L) {
+  crt_job *j = lua_touserdata(L, 1);
+  int n = job_prepare(L);
+  if (self_worker->prep_failed)
+    return n;
+  int f = lua_gettop(L) - n + 1;
+  if (j->kind == CRT_JOB_MAP) {
+    n--;
+    if (!lua_checkstack(L, 3))
+      return prep_fail(L, "stack overflow (crt.thread.map)");
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(L, f);
+      lua_pushvalue(L, f + i);
+      lua_call(L, 1, 1);
+      lua_replace(L, f + i);
+    }
+    return n;
   }
-  for (int i = 1; i <= n; i++) {
-    lua_pushvalue(L, f);
-    lua_pushvalue(L, f + i);
-    int st = lua_pcall(L, 1, 1, 1);
-    if (st != LUA_OK)
-      return st;
-    lua_replace(L, f + i);
-  }
-  lua_remove(L, f);
-  return LUA_OK;
+  lua_call(L, n - 1, LUA_MULTRET);
+  return lua_gettop(L) - f + 1;
 }
 
 /* Close the mailbox to the parent after a dedicated thread's function ended,
@@ -419,14 +422,12 @@ static void run_job(crt_worker *w, crt_job *j) {
   }
   lua_settop(L, 0);
   lua_pushcfunction(L, msgh);
-  lua_pushcfunction(L, job_prepare);
+  lua_pushcfunction(L, job_body);
   lua_pushlightuserdata(L, j);
   w->prep_failed = 0;
   int st = lua_pcall(L, 1, LUA_MULTRET, 1);
   if (st == LUA_OK)
     st = prep_status(L, w);
-  if (st == LUA_OK)
-    st = job_call(L, j);
   if (st == LUA_OK) {
     int n = lua_gettop(L) - 1;
     if (crt_codec_encode(L, 2, n, &j->out, 0, "crt.thread: cannot return", 0) == 0) {
