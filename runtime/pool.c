@@ -17,6 +17,15 @@
  *   queued or running, and to the loop thread again once its completion was
  *   posted (crt_rt_post: the job's embedded crt_post, no allocation).
  *
+ * Errors: nothing here raises a Lua error on behalf of a caller. Loop-side
+ * functions return codes; a job's failures (setup, its function's error,
+ * unsendable results) travel back in the job (status and an encoded
+ * message). The one raise is the cancel hook's, made by calling the
+ * worker-side binding's function (CRT_POOL_CANCEL_KEY). Messages use the
+ * one codec (codec.h), including its fast path for scalars and flat tables.
+ * Worker states allocate with the host's crt_config.alloc when set, else
+ * with a crt_arena per worker.
+ *
  * Lock order: pool->mu, then a worker's tctx mutex (crt_tctx_interrupt is
  * called with pool->mu held). A worker never takes pool->mu while it runs
  * Lua code, so channel locks (taken by channel operations in worker states)
