@@ -1,6 +1,6 @@
 /*
- * thread.c - crt.thread: run, map, imap, pool, spawn, id and stats, the Lua
- * face of the thread pool engine (runtime/pool.c).
+ * thread.c - crt.thread: run, pool objects, spawn of dedicated threads, id,
+ * size and stats, the Lua face of the thread pool engine (runtime/pool.c).
  *
  * Loop thread only (the main state of a runtime). Worker threads never call
  * into this file: they hand finished jobs back through crt_rt_post, and the
@@ -13,12 +13,9 @@
  * task clears the owner (the job is "detached") and asks the engine to drop
  * or interrupt the job, whose completion then only frees it.
  *
- * The function cache: a Lua function is dumped once per identity (weak table
- * fn -> blob box) and blobs are shared by identical bytecode (weak table
- * bytecode -> blob box), so that closures created afresh in a loop still hit
- * a worker's cache of loaded functions. Upvalues are not cached: they are
- * copied with every job, so a job always sees the values of the moment it
- * was submitted.
+ * map and imap live in bindings/thread_map.c, the function cache (bytecode
+ * dumped once, upvalue classes) in runtime/fncache.c; thread.h declares what
+ * they share with this file.
  */
 #include <math.h>
 #include <stdio.h>
@@ -29,61 +26,40 @@
 #include <lauxlib.h>
 
 #include "chan.h"
-#include "util.h"
 #include "codec.h"
+#include "fncache.h"
 #include "pool.h"
 #include "rt.h"
 #include "scheduler.h"
 #include "thread.h"
+#include "util.h"
 
-#define POOL_MT "crt.thread.pool"
+#define POOL_MT CRT_THREAD_POOL_MT
 #define JBOX_MT "crt.thread.job"
-#define FNBOX_MT "crt.thread.fn"
-#define BBOX_MT "crt.thread.batch"
-#define MAX_CHUNK 100000
 
 static const char mod_key = 'M';
 static const char default_key = 'D';
-static const char fnc_key = 'f';
-static const char bcc_key = 'b';
 
-typedef struct pbox pbox;
+typedef crt_tmod tmod;
+typedef crt_pbox pbox;
 
 /* A collected pool whose threads were still running: freed when its last
  * thread has exited (the exit post). */
 typedef struct zombie {
   crt_post post; /* first */
   crt_pool *p;
-  struct tmod *m;
-  struct zombie *next, *prev;
+  tmod *m;
+  crt_link link; /* in m->zombies */
 } zombie;
-
-/* Per runtime: the pools (closed at shutdown) and the jobs out. */
-typedef struct tmod {
-  crt_runtime *rt;
-  pbox *pools;
-  int default_size;
-  int closed;
-  lua_Integer njobs;
-  /* Finished jobs kept for reuse (with their buffers): no malloc per job. */
-  crt_job *free_jobs;
-  int nfree;
-  /* The last function sent, pinned by last_ref: its cache entry without a
-   * table lookup (a loop of runs sends the same function again and again). */
-  const void *last_fn;
-  struct fnbox *last_fb;
-  int last_ref;
-  zombie *zombies; /* collected pools whose threads are not joined yet */
-} tmod;
 
 #define FREE_JOBS_MAX 256
 #define KEEP_BUF_MAX ((size_t)16 * 1024)
 
-static crt_job *job_alloc(tmod *m) {
-  crt_job *j = m->free_jobs;
+crt_job *crt_thread_job_alloc(tmod *m) {
+  crt_link *l = crt_list_pop(&m->free_jobs);
+  crt_job *j = crt_container_of(l, crt_job, link);
   if (!j)
     return crt_job_new();
-  m->free_jobs = j->next;
   m->nfree--;
   crt_buf in = j->in, out = j->out;
   memset(j, 0, sizeof *j);
@@ -92,7 +68,7 @@ static crt_job *job_alloc(tmod *m) {
   return j;
 }
 
-static void job_release(tmod *m, crt_job *j) {
+void crt_thread_job_release(tmod *m, crt_job *j) {
   if (m->closed || m->nfree >= FREE_JOBS_MAX || j->in.cap > KEEP_BUF_MAX ||
       j->out.cap > KEEP_BUF_MAX) {
     crt_job_free(j);
@@ -106,77 +82,27 @@ static void job_release(tmod *m, crt_job *j) {
   j->upv = NULL;
   crt_buf_reset(&j->in);
   crt_buf_reset(&j->out);
-  j->next = m->free_jobs;
-  m->free_jobs = j;
+  crt_list_push_front(&m->free_jobs, &j->link);
   m->nfree++;
 }
-
-/* The Lua object of a pool (also of a dedicated thread's pool of one). */
-struct pbox {
-  crt_pool *p;
-  tmod *m;
-  pbox *next, *prev;
-  int linked;
-  int oneshot;
-};
 
 typedef struct jbox {
   crt_job *job;
 } jbox;
-
-/* A cached function: its blob, and what its upvalue names say once for all:
- * `simple` when every upvalue is _ENV (nothing to send but the arguments). */
-typedef struct fnbox {
-  crt_fnblob *b;
-  int nups;
-  int simple;
-} fnbox;
-
-/* A map or imap in flight. */
-typedef struct batch {
-  tmod *m;
-  crt_runtime *rt;
-  crt_task *task; /* parked waiting for it, or NULL */
-  crt_job **jobs; /* outstanding (NULL once back) or not yet submitted */
-  int njobs, ndone, submitted, failed, imap;
-  lua_Integer chunk, nitems, idone;
-  int results; /* map: the results table; imap: the queue of (i, v) pairs */
-  int err;     /* the error value once failed */
-  lua_Integer qhead, qtail;
-  int progress, drawn;
-  double t0, last;
-  crt_shared *upv; /* the encoded upvalues (one reference) */
-} batch;
-
-typedef struct bbox {
-  batch *b;
-} bbox;
-
-static tmod *mod_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* ---- pools --------------------------------------------------------------- */
 
 static void unlink_pool(pbox *pb) {
   if (!pb->linked)
     return;
-  if (pb->prev)
-    pb->prev->next = pb->next;
-  else
-    pb->m->pools = pb->next;
-  if (pb->next)
-    pb->next->prev = pb->prev;
+  crt_list_remove(&pb->m->pools, &pb->link);
   pb->linked = 0;
 }
 
 /* The last thread of a zombie pool has exited: join it and free all. */
 static void zombie_exited(crt_post *post) {
   zombie *z = (zombie *)post;
-  if (z->prev)
-    z->prev->next = z->next;
-  else
-    z->m->zombies = z->next;
-  if (z->next)
-    z->next->prev = z->prev;
+  crt_list_remove(&z->m->zombies, &z->link);
   crt_pool_free(z->p);
   free(z);
 }
@@ -205,11 +131,7 @@ static int pool_gc(lua_State *L) {
     crt_pool_free(p);
     return 0;
   }
-  z->prev = NULL;
-  z->next = z->m->zombies;
-  if (z->next)
-    z->next->prev = z;
-  z->m->zombies = z;
+  crt_list_push_front(&z->m->zombies, &z->link);
   return 0;
 }
 
@@ -225,11 +147,7 @@ static void attach_pool(pbox *pb, tmod *m, crt_pool *p, int oneshot) {
   pb->p = p;
   pb->m = m;
   pb->oneshot = oneshot;
-  pb->next = m->pools;
-  pb->prev = NULL;
-  if (m->pools)
-    m->pools->prev = pb;
-  m->pools = pb;
+  crt_list_push_front(&m->pools, &pb->link);
   pb->linked = 1;
 }
 
@@ -238,12 +156,12 @@ static pbox *new_pool(lua_State *L, tmod *m, const crt_pool_config *cfg) {
   pbox *pb = push_pool(L);
   crt_pool *p = crt_pool_new(m->rt, cfg);
   if (!p)
-    luaL_error(L, "crt.thread: not enough memory");
+    crt_errorf(L, "crt.thread", "not enough memory");
   attach_pool(pb, m, p, cfg->oneshot);
   return pb;
 }
 
-static pbox *check_pool(lua_State *L, const char *fname) {
+crt_pbox *crt_thread_check_pool(lua_State *L, const char *fname) {
   pbox *pb = luaL_testudata(L, 1, POOL_MT);
   if (!pb || pb->oneshot)
     crt_typeerror(L, fname, 1, "pool");
@@ -251,7 +169,7 @@ static pbox *check_pool(lua_State *L, const char *fname) {
 }
 
 /* Push the default pool, creating it (not its threads) on first use. */
-static pbox *default_pool(lua_State *L, tmod *m) {
+crt_pbox *crt_thread_default_pool(lua_State *L, tmod *m) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &default_key) == LUA_TUSERDATA)
     return lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -265,179 +183,32 @@ static pbox *default_pool(lua_State *L, tmod *m) {
   return pb;
 }
 
-static void check_open(lua_State *L, tmod *m, pbox *pb, const char *fname) {
-  if (m->closed || m->rt->closing)
+void crt_thread_check_open(lua_State *L, tmod *m, pbox *pb, const char *fname) {
+  if (m->closed || crt_rt_is_closing(m->rt))
     crt_errorf(L, fname, "the runtime is closing");
   if (!pb->p || crt_pool_closed(pb->p))
     crt_errorf(L, fname, "the pool is closed");
 }
 
-/* ---- the function cache ------------------------------------------------- */
+/* ---- the function cache (runtime/fncache.c), raising its errors ---------- */
 
-static int fnbox_gc(lua_State *L) {
-  fnbox *fb = lua_touserdata(L, 1);
-  crt_fnblob_release(fb->b);
-  fb->b = NULL;
-  return 0;
+void crt_thread_fn_prepare(lua_State *L, tmod *m, int f, crt_fnprep *fp) {
+  const char *err = NULL;
+  if (crt_fncache_prepare(L, &m->fncache, f, fp, &err) != 0)
+    luaL_error(L, "%s", err);
 }
 
-typedef struct dumpstate {
-  int init;
-  luaL_Buffer B;
-} dumpstate;
-
-static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
-  dumpstate *d = ud;
-  if (!d->init) {
-    d->init = 1;
-    luaL_buffinit(L, &d->B);
-  }
-  luaL_addlstring(&d->B, p, n);
-  return 0;
+void crt_thread_job_set_fn(lua_State *L, crt_job *j, const crt_fnprep *fp) {
+  if (crt_fncache_set_job(j, fp) != 0)
+    crt_errorf(L, "crt.thread", "not enough memory");
 }
 
-typedef struct fnprep {
-  crt_fnblob *fn; /* NULL: the function travels in the message (a C function) */
-  int nups, nvals;
-  unsigned char kinds[256];
-} fnprep;
-
-/* Find or make the cache entry of the Lua function at f. */
-static fnbox *blob_lookup(lua_State *L, int f);
-
-static fnbox *blob_of(lua_State *L, tmod *m, int f) {
-  const void *p = lua_topointer(L, f);
-  if (p == m->last_fn)
-    return m->last_fb;
-  fnbox *fb = blob_lookup(L, f);
-  luaL_unref(L, LUA_REGISTRYINDEX, m->last_ref);
-  lua_pushvalue(L, f);
-  m->last_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  m->last_fn = p;
-  m->last_fb = fb;
-  return fb;
-}
-
-static fnbox *blob_lookup(lua_State *L, int f) {
-  int top = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &fnc_key);
-  lua_pushvalue(L, f);
-  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-    fnbox *fb = lua_touserdata(L, -1);
-    lua_settop(L, top);
-    return fb;
-  }
-  lua_pop(L, 1);
-  dumpstate d;
-  d.init = 0;
-  lua_pushvalue(L, f);
-  /* With debug information: errors in the worker name lines and locals. */
-  if (lua_dump(L, dump_writer, &d, 0) != 0 || !d.init)
-    luaL_error(L, "crt.thread: cannot dump the function");
-  luaL_pushresult(&d.B);
-  lua_remove(L, -2); /* the function copy; stack: fnc, code */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &bcc_key);
-  lua_pushvalue(L, -2);
-  if (lua_rawget(L, -2) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    fnbox *fb = lua_newuserdatauv(L, sizeof *fb, 0);
-    fb->b = NULL;
-    luaL_setmetatable(L, FNBOX_MT);
-    size_t len;
-    const char *s = lua_tolstring(L, -3, &len);
-    fb->b = crt_fnblob_new(s, len);
-    if (!fb->b)
-      luaL_error(L, "crt.thread: not enough memory");
-    lua_Debug ar;
-    lua_pushvalue(L, f);
-    lua_getinfo(L, ">u", &ar);
-    fb->nups = ar.nups;
-    fb->simple = 1;
-    for (int i = 1; i <= ar.nups; i++) {
-      const char *name = lua_getupvalue(L, f, i);
-      lua_pop(L, 1);
-      if (!name || strcmp(name, "_ENV") != 0)
-        fb->simple = 0;
-    }
-    lua_pushvalue(L, -3);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, -4); /* bcc[code] = box */
-  }
-  fnbox *fb = lua_touserdata(L, -1);
-  lua_pushvalue(L, f);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, top + 1); /* fnc[fn] = box */
-  lua_settop(L, top);
-  return fb;
-}
-
-/* Prepare the function at f for jobs: pushes the values to send for it (its
- * VALUE upvalues, or the function itself when it is a C function). */
-static void fn_prepare(lua_State *L, tmod *m, int f, fnprep *fp) {
-  fp->fn = NULL;
-  fp->nups = fp->nvals = 0;
-  if (lua_iscfunction(L, f)) {
-    lua_pushvalue(L, f);
-    fp->nvals = 1;
-    return;
-  }
-  fnbox *fb = blob_of(L, m, f);
-  fp->fn = fb->b;
-  fp->nups = fb->nups;
-  if (fb->simple) {
-    memset(fp->kinds, CRT_UPV_ENV, (size_t)fb->nups);
-    return;
-  }
-  lua_Debug ar;
-  ar.nups = (unsigned char)fb->nups;
-  luaL_checkstack(L, ar.nups + 4, "crt.thread: too many upvalues");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  int g = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "crt.lib"); /* the crt table */
-  for (int i = 1; i <= ar.nups; i++) {
-    const char *name = lua_getupvalue(L, f, i);
-    if ((name && strcmp(name, "_ENV") == 0) || lua_rawequal(L, -1, g)) {
-      fp->kinds[i - 1] = CRT_UPV_ENV;
-      lua_pop(L, 1);
-    } else if (lua_rawequal(L, -1, g + 1)) {
-      /* `local crt = require "crt"`: the worker's own crt table. */
-      fp->kinds[i - 1] = CRT_UPV_CRT;
-      lua_pop(L, 1);
-    } else if (lua_rawequal(L, -1, f)) {
-      fp->kinds[i - 1] = CRT_UPV_SELF;
-      lua_pop(L, 1);
-    } else {
-      fp->kinds[i - 1] = CRT_UPV_VALUE;
-      fp->nvals++;
-    }
-  }
-  lua_remove(L, g + 1);
-  lua_remove(L, g);
-}
-
-/* Give a job the prepared function (cached mode). Raises on no memory; the
- * job is owned by a box then, so nothing leaks. */
-static void job_set_fn(lua_State *L, crt_job *j, const fnprep *fp) {
-  if (!fp->fn)
-    return;
-  j->fn = fp->fn;
-  crt_fnblob_retain(fp->fn);
-  j->nups = fp->nups;
-  j->nvals = fp->nvals;
-  if (fp->nups) {
-    j->kinds = malloc((size_t)fp->nups);
-    if (!j->kinds) {
-      luaL_error(L, "crt.thread: not enough memory");
-      return;
-    }
-    memcpy(j->kinds, fp->kinds, (size_t)fp->nups);
-  }
-}
+/* ---- errors of values that cannot be sent ------------------------------- */
 
 /* Encode the value at idx alone, numbered as argument #idx, to find out
  * whether (and why) it cannot be sent. Returns 0, or 1 with the message
  * pushed. */
-static int value_error(lua_State *L, int idx, const char *what) {
+int crt_thread_value_error(lua_State *L, int idx, const char *what) {
   crt_buf tmp;
   crt_buf_init(&tmp);
   int top = lua_gettop(L);
@@ -461,9 +232,9 @@ static int value_error(lua_State *L, int idx, const char *what) {
 
 /* The message is at the top: name the argument in first..last that cannot
  * be sent when one can be found, and raise. */
-static int send_error(lua_State *L, int first, int last, const char *what) {
+int crt_thread_send_error(lua_State *L, int first, int last, const char *what) {
   for (int i = first; i <= last; i++)
-    if (value_error(L, i, what))
+    if (crt_thread_value_error(L, i, what))
       return lua_error(L);
   return lua_error(L);
 }
@@ -484,7 +255,7 @@ static int push_outcome(lua_State *co, crt_job *j) {
   if (j->status == CRT_JOB_OK || j->status == CRT_JOB_ERROR) {
     lua_pushboolean(co, j->status == CRT_JOB_OK);
     int base = lua_gettop(co);
-    int n = crt_pool_decode(co, j->out.data, j->out.len);
+    int n = crt_codec_decode(co, j->out.data, j->out.len, CRT_CODEC_FUNCTIONS | CRT_CODEC_MAYRAISE);
     if (n >= 0 && (j->status == CRT_JOB_OK || n == 1))
       return n + 1;
     if (n < 0) {
@@ -508,16 +279,16 @@ static void run_complete(crt_job *j) {
 
   crt_task *t = j->owner;
   if (!t) {
-    job_release(m, j);
+    crt_thread_job_release(m, j);
     return;
   }
   if (j->kind == CRT_JOB_CALL) {
     /* run/pool:run: the task is a future (no coroutine); complete it. */
-    lua_State *L = m->rt->L;
+    lua_State *L = m->L;
     int n = push_outcome(L, j);
     int ok = lua_toboolean(L, -n);
     lua_remove(L, -n);
-    job_release(m, j);
+    crt_thread_job_release(m, j);
     crt_task_complete(t, L, ok, n - 1);
     return;
   }
@@ -526,7 +297,7 @@ static void run_complete(crt_job *j) {
   if (j->kind == CRT_JOB_SPAWN)
     crt_pool_close(j->pool);
   int n = push_outcome(crt_task_co(t), j);
-  job_release(m, j);
+  crt_thread_job_release(m, j);
   crt_task_wake(t, n);
 }
 
@@ -590,8 +361,8 @@ static jbox *call_job(lua_State *L, tmod *m, int f, int nargs, int extra, int ki
   jb->job = NULL;
   luaL_setmetatable(L, JBOX_MT);
   int top = lua_gettop(L);
-  fnprep fp;
-  fn_prepare(L, m, f, &fp);
+  crt_fnprep fp;
+  crt_thread_fn_prepare(L, m, f, &fp);
   luaL_checkstack(L, nargs + 4, fname);
   for (int i = 1; i <= nargs; i++)
     lua_pushvalue(L, f + i);
@@ -599,15 +370,15 @@ static jbox *call_job(lua_State *L, tmod *m, int f, int nargs, int extra, int ki
     lua_pushvalue(L, extra);
     lua_pushvalue(L, extra + 1);
   }
-  crt_job *j = job_alloc(m);
+  crt_job *j = crt_thread_job_alloc(m);
   if (!j)
-    return luaL_error(L, "%s: not enough memory", fname), NULL;
+    return crt_errorf(L, fname, "not enough memory"), NULL;
   jb->job = j;
   j->kind = kind;
-  if (crt_pool_encode(L, top + 1, lua_gettop(L) - top, &j->in, what, 0) != 0)
-    send_error(L, f, f + nargs, what);
+  if (crt_codec_encode(L, top + 1, lua_gettop(L) - top, &j->in, 0, what, 0) != 0)
+    crt_thread_send_error(L, f, f + nargs, what);
   lua_settop(L, top);
-  job_set_fn(L, j, &fp);
+  crt_thread_job_set_fn(L, j, &fp);
   return jb;
 }
 
@@ -636,7 +407,7 @@ static int do_run(lua_State *L, tmod *m, int pbidx, int f, const char *fname, co
   pbox *pb = lua_touserdata(L, pbidx);
   if (lua_type(L, f) != LUA_TFUNCTION)
     return crt_typeerror(L, fname, f, "function");
-  check_open(L, m, pb, fname);
+  crt_thread_check_open(L, m, pb, fname);
   int nargs = pbidx - f - 1; /* the pool object was pushed after the arguments */
   jbox *jb = call_job(L, m, f, nargs, 0, CRT_JOB_CALL, fname, what);
   /* May raise (no memory): the box still owns the job then. */
@@ -662,419 +433,24 @@ static int do_run(lua_State *L, tmod *m, int pbidx, int f, const char *fname, co
 }
 
 static int l_run(lua_State *L) {
-  tmod *m = mod_of(L);
+  tmod *m = crt_thread_mod(L);
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return crt_typeerror(L, "crt.thread.run", 1, "function");
-  default_pool(L, m); /* after the arguments */
+  crt_thread_default_pool(L, m); /* after the arguments */
   return do_run(L, m, lua_gettop(L), 1, "crt.thread.run", "crt.thread.run: cannot send");
 }
 
 static int pool_run(lua_State *L) {
-  tmod *m = mod_of(L);
-  check_pool(L, "pool:run");
+  tmod *m = crt_thread_mod(L);
+  crt_thread_check_pool(L, "pool:run");
   lua_pushvalue(L, 1); /* the pool after the arguments */
   return do_run(L, m, lua_gettop(L), 2, "pool:run", "pool:run: cannot send");
-}
-
-/* ---- map and imap --------------------------------------------------------- */
-
-static void progress_draw(batch *b, int final) {
-  double now = (double)uv_hrtime() / 1e9;
-  if (!final && now - b->last < 0.1)
-    return;
-  b->last = now;
-  b->drawn = 1;
-  double el = now - b->t0;
-  double rate = el > 0 ? (double)b->idone / el : 0;
-  double eta = rate > 0 ? (double)(b->nitems - b->idone) / rate : 0;
-  enum { W = 30 };
-  int fill = b->nitems ? (int)(W * b->idone / b->nitems) : W;
-  char bar[W + 1];
-  for (int i = 0; i < W; i++)
-    bar[i] = i < fill ? '#' : '.';
-  bar[W] = 0;
-  fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %.0fs   %s", bar, (long long)b->idone,
-          (long long)b->nitems, rate, eta, final ? "\n" : "");
-  fflush(stderr);
-}
-
-/* Forget a batch: outstanding jobs are detached and cancelled, jobs never
- * submitted are freed. */
-static void batch_free(batch *b) {
-  if (!b)
-    return;
-  for (int k = 0; k < b->njobs; k++) {
-    crt_job *j = b->jobs[k];
-    if (!j)
-      continue;
-    b->jobs[k] = NULL;
-    if (b->submitted) {
-      j->owner = NULL;
-      crt_pool_cancel(j); /* may complete (and free) it right now */
-    } else {
-      crt_job_free(j);
-    }
-  }
-  if (b->progress)
-    progress_draw(b, 1);
-  crt_shared_release(b->upv);
-  lua_State *L = b->rt->L;
-  luaL_unref(L, LUA_REGISTRYINDEX, b->results);
-  luaL_unref(L, LUA_REGISTRYINDEX, b->err);
-  free(b->jobs);
-  free(b);
-}
-
-static int bbox_gc(lua_State *L) {
-  bbox *bb = lua_touserdata(L, 1);
-  batch *b = bb->b;
-  bb->b = NULL;
-  batch_free(b);
-  return 0;
-}
-
-static void batch_wake(batch *b) {
-  crt_task *t = b->task;
-  if (t) {
-    b->task = NULL;
-    crt_task_wake(t, 0);
-  }
-}
-
-/* The value at the top of L is the error: record it and cancel the rest. */
-static void batch_fail(batch *b, lua_State *L) {
-  b->failed = 1;
-  b->err = luaL_ref(L, LUA_REGISTRYINDEX);
-  for (int k = 0; k < b->njobs; k++) {
-    crt_job *j = b->jobs[k];
-    if (!j)
-      continue;
-    b->jobs[k] = NULL;
-    j->owner = NULL;
-    crt_pool_cancel(j);
-  }
-}
-
-static void map_complete(crt_job *j) {
-  tmod *m = j->ud;
-  m->njobs--;
-
-  batch *b = j->owner;
-  if (!b) {
-    job_release(m, j);
-    return;
-  }
-  b->jobs[(j->base - 1) / b->chunk] = NULL;
-  b->ndone++;
-  lua_State *L = b->rt->L;
-  int top = lua_gettop(L);
-  lua_checkstack(L, 8);
-  if (j->status == CRT_JOB_OK) {
-    int n = crt_pool_decode(L, j->out.data, j->out.len);
-    if (n == j->nitems) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
-      int tbl = lua_gettop(L);
-      if (b->imap) {
-        for (int i = 0; i < n; i++) {
-          lua_Integer q = 2 * b->qtail++;
-          lua_pushinteger(L, j->base + i);
-          lua_rawseti(L, tbl, q + 1);
-          lua_pushvalue(L, top + 1 + i);
-          lua_rawseti(L, tbl, q + 2);
-        }
-      } else {
-        for (int i = 0; i < n; i++) {
-          lua_pushvalue(L, top + 1 + i);
-          lua_rawseti(L, tbl, j->base + i);
-        }
-      }
-      b->idone += n;
-    } else {
-      if (n >= 0)
-        lua_pushliteral(L, "crt.thread: malformed results from a worker");
-      batch_fail(b, L);
-    }
-  } else if (j->status == CRT_JOB_ERROR) {
-    int n = crt_pool_decode(L, j->out.data, j->out.len);
-    if (n != 1 && n >= 0)
-      lua_pushliteral(L, "crt.thread: malformed error from a worker");
-    batch_fail(b, L);
-  } else {
-    crt_sched_push_cancelled(L);
-    batch_fail(b, L);
-  }
-  lua_settop(L, top);
-  job_release(m, j);
-  if (b->progress && !b->failed)
-    progress_draw(b, 0);
-  if (b->failed || b->ndone == b->njobs || (b->imap && b->qhead < b->qtail))
-    batch_wake(b);
-}
-
-/* Build and submit the jobs of a map over the list at lidx with the
- * function at f. Returns the batch, owned by a batch box pushed on the
- * stack. */
-static batch *start_map(lua_State *L, tmod *m, pbox *pb, int pbidx, int f, int imap,
-                        const char *fname) {
-  int lidx = f + 1, oidx = f + 2;
-  char what[64];
-  snprintf(what, sizeof what, "%s: cannot send", fname);
-  if (lua_type(L, f) != LUA_TFUNCTION)
-    crt_typeerror(L, fname, f, "function");
-  if (lua_type(L, lidx) != LUA_TTABLE)
-    crt_typeerror(L, fname, lidx, "table");
-  lua_Integer chunk = 0;
-  int progress = 0;
-  if (!lua_isnoneornil(L, oidx)) {
-    if (lua_type(L, oidx) != LUA_TTABLE)
-      crt_typeerror(L, fname, oidx, "table");
-    if (lua_getfield(L, oidx, "chunk") != LUA_TNIL) {
-      int isint;
-      chunk = lua_tointegerx(L, -1, &isint);
-      if (!isint || chunk < 1)
-        crt_argerror(L, fname, oidx, "opts.chunk must be an integer >= 1");
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, oidx, "progress");
-    progress = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  check_open(L, m, pb, fname);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, lidx);
-  int workers = crt_pool_size(pb->p);
-  if (chunk == 0) {
-    /* About four jobs per worker: every worker stays busy (whenever there
-     * are at least as many items as workers) and uneven items even out. */
-    chunk = (n + (lua_Integer)workers * 4 - 1) / ((lua_Integer)workers * 4);
-    if (chunk < 1)
-      chunk = 1;
-  }
-  if (chunk > MAX_CHUNK)
-    chunk = MAX_CHUNK;
-  lua_Integer njobs = n == 0 ? 0 : (n + chunk - 1) / chunk;
-  if (njobs > INT32_MAX / 2)
-    crt_argerror(L, fname, lidx, "list too long");
-
-  bbox *bb = lua_newuserdatauv(L, sizeof *bb, 1);
-  bb->b = NULL;
-  luaL_setmetatable(L, BBOX_MT);
-  lua_pushvalue(L, pbidx); /* pin the pool object (for imap) */
-  lua_setiuservalue(L, -2, 1);
-  batch *b = calloc(1, sizeof *b);
-  if (!b) {
-    luaL_error(L, "%s: not enough memory", fname);
-    return NULL;
-  }
-  bb->b = b;
-  b->m = m;
-  b->rt = m->rt;
-  b->results = b->err = LUA_NOREF;
-  b->imap = imap;
-  b->chunk = chunk;
-  b->nitems = n;
-  b->progress = progress && isatty(2);
-  b->t0 = b->last = (double)uv_hrtime() / 1e9;
-  if (njobs) {
-    b->jobs = calloc((size_t)njobs, sizeof *b->jobs);
-    if (!b->jobs) {
-      luaL_error(L, "%s: not enough memory", fname);
-      return NULL;
-    }
-  }
-  b->njobs = (int)njobs;
-  lua_createtable(L, imap ? 0 : (int)(n < INT32_MAX ? n : 0), 0);
-  b->results = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (njobs == 0)
-    return b;
-
-  int top = lua_gettop(L);
-  fnprep fp;
-  fn_prepare(L, m, f, &fp);
-  crt_shared *upv = NULL;
-  if (fp.fn && fp.nvals > 0) {
-    /* The upvalues are encoded once for all the chunks. */
-    upv = b->upv = crt_shared_new();
-    if (!upv)
-      luaL_error(L, "%s: not enough memory", fname);
-    if (crt_pool_encode(L, top + 1, fp.nvals, &upv->buf, what, 0) != 0)
-      send_error(L, f, f, what);
-    lua_settop(L, top);
-  }
-  for (lua_Integer k = 0; k < njobs; k++) {
-    lua_Integer lo = k * chunk + 1, hi = lo + chunk - 1;
-    if (hi > n)
-      hi = n;
-    crt_job *j = job_alloc(m);
-    if (!j) {
-      luaL_error(L, "%s: not enough memory", fname);
-      return NULL;
-    }
-    b->jobs[k] = j;
-    j->kind = CRT_JOB_MAP;
-    j->base = lo;
-    j->nitems = (int)(hi - lo + 1);
-    j->ud = m;
-    j->complete = map_complete;
-    if (upv) {
-      atomic_fetch_add(&upv->refs, 1);
-      j->upv = upv;
-    }
-    int jtop = lua_gettop(L);
-    luaL_checkstack(L, (int)(hi - lo) + 4, fname);
-    if (!fp.fn)
-      lua_pushvalue(L, top + 1); /* the C function itself */
-    for (lua_Integer i = lo; i <= hi; i++)
-      lua_rawgeti(L, lidx, i);
-    if (crt_pool_encode(L, jtop + 1, lua_gettop(L) - jtop, &j->in, what, 0) != 0) {
-      /* Name the culprit as an argument: the function, or an item of the
-       * list (argument #k [i] ...). */
-      if (!value_error(L, f, what))
-        value_error(L, lidx, what);
-      lua_error(L);
-    }
-    lua_settop(L, jtop);
-    job_set_fn(L, j, &fp);
-  }
-  lua_settop(L, top);
-
-  int rc = crt_pool_submit(pb->p, b->jobs, b->njobs);
-  if (rc != 0)
-    crt_errorf(L, fname, "cannot start a thread: %s",
-               rc == UV_EPIPE ? "the pool is closed" : strerror(-rc));
-  b->submitted = 1;
-  for (int k = 0; k < b->njobs; k++)
-    b->jobs[k]->owner = b;
-  m->njobs += b->njobs;
-  return b;
-}
-
-static void map_unpark(crt_task *t, void *data) {
-  (void)t;
-  batch *b = data;
-  b->task = NULL;
-  batch_free(b);
-}
-
-static int map_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  batch *b = (batch *)ctx;
-  if (b->failed) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->err);
-    batch_free(b);
-    return lua_error(L);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
-  batch_free(b);
-  return 1;
-}
-
-static int do_map(lua_State *L, tmod *m, int pbidx, int f, const char *fname) {
-  crt_task *t = crt_task_require(L, fname);
-  batch *b = start_map(L, m, lua_touserdata(L, pbidx), pbidx, f, 0, fname);
-  bbox *bb = lua_touserdata(L, -1);
-  bb->b = NULL; /* from here the park protocol owns the batch */
-  if (b->ndone == b->njobs) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
-    batch_free(b);
-    return 1;
-  }
-  b->task = t;
-  return crt_task_park(L, t, map_unpark, b, map_k, (lua_KContext)b);
-}
-
-static int l_map(lua_State *L) {
-  tmod *m = mod_of(L);
-  lua_settop(L, 3);
-  default_pool(L, m); /* 4 */
-  return do_map(L, m, 4, 1, "crt.thread.map");
-}
-
-static int pool_map(lua_State *L) {
-  tmod *m = mod_of(L);
-  check_pool(L, "pool:map");
-  lua_settop(L, 4);
-  return do_map(L, m, 1, 2, "pool:map");
-}
-
-/* imap: the batch box is the iterator's state (and its to-be-closed value). */
-static int imap_step(lua_State *L, bbox *bb);
-
-static void imap_unpark(crt_task *t, void *data) {
-  (void)t;
-  ((batch *)data)->task = NULL;
-}
-
-static int imap_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  return imap_step(L, (bbox *)ctx);
-}
-
-static int imap_step(lua_State *L, bbox *bb) {
-  batch *b = bb->b;
-  if (!b)
-    return 0;
-  if (b->qhead < b->qtail) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
-    lua_Integer q = 2 * b->qhead++;
-    lua_rawgeti(L, -1, q + 1);
-    lua_rawgeti(L, -2, q + 2);
-    lua_pushnil(L);
-    lua_rawseti(L, -4, q + 1);
-    lua_pushnil(L);
-    lua_rawseti(L, -4, q + 2);
-    if (b->qhead == b->qtail)
-      b->qhead = b->qtail = 0;
-    return 2;
-  }
-  if (b->failed) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->err);
-    bb->b = NULL;
-    batch_free(b);
-    return lua_error(L);
-  }
-  if (b->ndone == b->njobs) {
-    bb->b = NULL;
-    batch_free(b);
-    return 0;
-  }
-  crt_task *t = crt_task_require(L, "pool:imap");
-  if (b->task)
-    return crt_errorf(L, "pool:imap", "the iterator is already in use by another task");
-  b->task = t;
-  return crt_task_park(L, t, imap_unpark, b, imap_k, (lua_KContext)bb);
-}
-
-static int imap_iter(lua_State *L) { return imap_step(L, lua_touserdata(L, lua_upvalueindex(1))); }
-
-static int do_imap(lua_State *L, tmod *m, int pbidx, int f, const char *fname) {
-  start_map(L, m, lua_touserdata(L, pbidx), pbidx, f, 1, fname);
-  /* Stack: ..., batch box. Return iter, nil, nil, box (closed on break). */
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, imap_iter, 1);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_pushvalue(L, -4);
-  return 4;
-}
-
-static int l_imap(lua_State *L) {
-  tmod *m = mod_of(L);
-  lua_settop(L, 3);
-  default_pool(L, m); /* 4 */
-  return do_imap(L, m, 4, 1, "crt.thread.imap");
-}
-
-static int pool_imap(lua_State *L) {
-  tmod *m = mod_of(L);
-  check_pool(L, "pool:imap");
-  lua_settop(L, 4);
-  return do_imap(L, m, 1, 2, "pool:imap");
 }
 
 /* ---- pools from Lua -------------------------------------------------------- */
 
 static int l_pool(lua_State *L) {
-  tmod *m = mod_of(L);
+  tmod *m = crt_thread_mod(L);
   const char *fname = "crt.thread.pool";
   crt_pool_config cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -1083,7 +459,7 @@ static int l_pool(lua_State *L) {
   if (!lua_isnoneornil(L, 1) && lua_type(L, 1) != LUA_TTABLE)
     return crt_typeerror(L, fname, 1, "table");
   lua_settop(L, 1);
-  if (m->closed || m->rt->closing)
+  if (m->closed || crt_rt_is_closing(m->rt))
     return crt_errorf(L, fname, "the runtime is closing");
   if (lua_istable(L, 1)) {
     if (lua_getfield(L, 1, "size") != LUA_TNIL) {
@@ -1126,20 +502,20 @@ static int l_pool(lua_State *L) {
   crt_pool *p = crt_pool_new(m->rt, &cfg);
   crt_buf_free(&init); /* the pool keeps its own copy */
   if (!p)
-    return luaL_error(L, "%s: not enough memory", fname);
+    return crt_errorf(L, fname, "not enough memory");
   attach_pool(pb, m, p, 0);
   return 1;
 }
 
 static int pool_close(lua_State *L) {
-  pbox *pb = check_pool(L, "pool:close");
+  pbox *pb = crt_thread_check_pool(L, "pool:close");
   if (pb->p)
     crt_pool_close(pb->p);
   return 0;
 }
 
 static int pool_size(lua_State *L) {
-  pbox *pb = check_pool(L, "pool:size");
+  pbox *pb = crt_thread_check_pool(L, "pool:size");
   lua_pushinteger(L, pb->p ? crt_pool_size(pb->p) : 0);
   return 1;
 }
@@ -1156,11 +532,11 @@ static int pool_tostring(lua_State *L) {
 
 /* crt.thread._spawn(fn, ...) -> task, inbox, outbox. Upvalue 2: crt.channel. */
 static int l_spawn(lua_State *L) {
-  tmod *m = mod_of(L);
+  tmod *m = crt_thread_mod(L);
   const char *fname = "crt.thread.spawn";
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return crt_typeerror(L, fname, 1, "function");
-  if (m->closed || m->rt->closing)
+  if (m->closed || crt_rt_is_closing(m->rt))
     return crt_errorf(L, fname, "the runtime is closing");
   int nargs = lua_gettop(L) - 1;
   /* The mailboxes: unbounded, so that send never waits. */
@@ -1218,17 +594,19 @@ static int l_id(lua_State *L) {
 }
 
 static int l_size(lua_State *L) {
-  tmod *m = mod_of(L);
+  tmod *m = crt_thread_mod(L);
   lua_pushinteger(L, m->default_size);
   return 1;
 }
 
 static int l_stats(lua_State *L) {
-  tmod *m = mod_of(L);
+  tmod *m = crt_thread_mod(L);
   int npools = 0;
-  for (pbox *pb = m->pools; pb; pb = pb->next)
+  for (crt_link *l = m->pools.head; l; l = l->next) {
+    pbox *pb = crt_container_of(l, pbox, link);
     if (pb->p && !crt_pool_closed(pb->p))
       npools++;
+  }
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, m->njobs);
   lua_setfield(L, -2, "jobs");
@@ -1243,28 +621,26 @@ static int l_stats(lua_State *L) {
 
 static void on_close(void *ud) {
   tmod *m = ud;
-  for (pbox *pb = m->pools; pb; pb = pb->next)
+  for (crt_link *l = m->pools.head; l; l = l->next) {
+    pbox *pb = crt_container_of(l, pbox, link);
     if (pb->p)
       crt_pool_close(pb->p);
+  }
   /* Zombies: wait for their threads; each one's exit post (run after the
    * hooks) frees it. */
-  for (zombie *z = m->zombies; z; z = z->next)
-    crt_pool_close(z->p);
+  for (crt_link *l = m->zombies.head; l; l = l->next)
+    crt_pool_close(crt_container_of(l, zombie, link)->p);
   m->closed = 1; /* jobs that come back from now on are freed at once */
-  while (m->free_jobs) {
-    crt_job *j = m->free_jobs;
-    m->free_jobs = j->next;
-    crt_job_free(j);
-  }
+  crt_link *l;
+  while ((l = crt_list_pop(&m->free_jobs)))
+    crt_job_free(crt_container_of(l, crt_job, link));
   m->nfree = 0;
-  luaL_unref(m->rt->L, LUA_REGISTRYINDEX, m->last_ref);
-  m->last_ref = LUA_NOREF;
-  m->last_fn = NULL;
+  crt_fncache_clear(m->L, &m->fncache);
 }
 
 static int default_size(crt_runtime *rt) {
-  if (rt->cfg.threads > 0)
-    return rt->cfg.threads;
+  if (crt_rt_config(rt)->threads > 0)
+    return crt_rt_config(rt)->threads;
   const char *env = getenv("CRT_THREADS");
   if (env && *env) {
     char *end;
@@ -1276,64 +652,30 @@ static int default_size(crt_runtime *rt) {
   return n >= 1 ? (int)(n > 1024 ? 1024 : n) : 1;
 }
 
-static void weak_table(lua_State *L, const void *key, const char *mode) {
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushstring(L, mode);
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
 int crt_open_thread(lua_State *L, crt_runtime *rt) {
   tmod *m = lua_newuserdatauv(L, sizeof *m, 0);
   memset(m, 0, sizeof *m);
   m->rt = rt;
+  m->L = L;
   m->default_size = default_size(rt);
-  m->last_ref = LUA_NOREF;
   lua_rawsetp(L, LUA_REGISTRYINDEX, &mod_key);
+  crt_fncache_init(L, &m->fncache);
   crt_rt_on_close(rt, on_close, m);
-  weak_table(L, &fnc_key, "k");
-  weak_table(L, &bcc_key, "v");
 
-  static const luaL_Reg pool_methods[] = {{"run", pool_run},   {"map", pool_map},
-                                          {"imap", pool_imap}, {"close", pool_close},
-                                          {"size", pool_size}, {NULL, NULL}};
-  if (luaL_newmetatable(L, POOL_MT)) {
-    lua_createtable(L, 0, 5);
-    lua_pushlightuserdata(L, m);
-    luaL_setfuncs(L, pool_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, pool_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, pool_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushlightuserdata(L, m);
-    lua_pushcclosure(L, pool_close, 1);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, JBOX_MT)) {
-    lua_pushcfunction(L, jbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, FNBOX_MT)) {
-    lua_pushcfunction(L, fnbox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, BBOX_MT)) {
-    lua_pushcfunction(L, bbox_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, bbox_gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg pool_methods[] = {
+      {"run", pool_run},     {"map", crt_thread_pool_map}, {"imap", crt_thread_pool_imap},
+      {"close", pool_close}, {"size", pool_size},          {NULL, NULL}};
+  static const luaL_Reg pool_meta[] = {
+      {"__gc", pool_gc}, {"__tostring", pool_tostring}, {"__close", pool_close}, {NULL, NULL}};
+  lua_pushlightuserdata(L, m);
+  crt_newclass(L, POOL_MT, pool_methods, pool_meta, 1);
+  static const luaL_Reg jbox_meta[] = {{"__gc", jbox_gc}, {NULL, NULL}};
+  crt_newclass(L, JBOX_MT, NULL, jbox_meta, 0);
+  crt_thread_map_open(L);
 
-  static const luaL_Reg funcs[] = {{"run", l_run},     {"map", l_map}, {"imap", l_imap},
-                                   {"pool", l_pool},   {"id", l_id},   {"size", l_size},
-                                   {"stats", l_stats}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run", l_run}, {"map", crt_thread_l_map}, {"imap", crt_thread_l_imap}, {"pool", l_pool},
+      {"id", l_id},   {"size", l_size},          {"stats", l_stats},          {NULL, NULL}};
   lua_createtable(L, 0, 10);
   lua_pushlightuserdata(L, m);
   luaL_setfuncs(L, funcs, 1);

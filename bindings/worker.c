@@ -10,13 +10,14 @@
 #include <lauxlib.h>
 #include <uv.h>
 
+#include "chan.h"
 #include "channel.h"
-#include "util.h"
 #include "codec.h"
 #include "pool.h"
 #include "rt.h"
 #include "scheduler.h"
 #include "thread.h"
+#include "util.h"
 
 static int w_sleep(lua_State *L) {
   if (lua_type(L, 1) != LUA_TNUMBER)
@@ -46,9 +47,11 @@ static int w_yield(lua_State *L) {
   return 0;
 }
 
-static int cancelled_tostring(lua_State *L) {
-  lua_pushliteral(L, "crt.Cancelled");
-  return 1;
+/* Registered as CRT_POOL_CANCEL_KEY: the pool's cancel hook calls it to
+ * interrupt the running job with crt.Cancelled. */
+static int raise_cancelled(lua_State *L) {
+  crt_sched_push_cancelled(L);
+  return lua_error(L);
 }
 
 /* crt.parent: the mailbox of a dedicated thread (set per job by the engine
@@ -88,16 +91,13 @@ int crt_open_worker(lua_State *L, int id) {
   lua_setfield(L, -2, "codec");
 
   /* crt.Cancelled: this state's own unique value. */
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, cancelled_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "crt.Cancelled");
-  lua_setfield(L, -2, "__name");
-  lua_setmetatable(L, -2);
+  crt_new_cancelled(L);
   lua_pushvalue(L, -1);
   crt_sched_set_cancelled(L);
   lua_setfield(L, -2, "Cancelled");
+  /* What the pool's cancel hook calls to interrupt a running job. */
+  lua_pushcfunction(L, raise_cancelled);
+  lua_setfield(L, LUA_REGISTRYINDEX, CRT_POOL_CANCEL_KEY);
 
   static const luaL_Reg funcs[] = {
       {"sleep", w_sleep}, {"now", w_now}, {"yield", w_yield}, {NULL, NULL}};

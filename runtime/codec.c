@@ -762,6 +762,310 @@ static void encv(enc *e, int idx, int depth) {
   }
 }
 
+/* ---------------------------------------------------------------- fast path
+ *
+ * Most messages between states are a few scalars (job arguments and
+ * results) or one flat table of scalars (a record on a channel). For these,
+ * crt_codec_encode and crt_codec_decode first try a direct path that writes
+ * and reads the same format version 1 as the full codec (byte for byte:
+ * tests/c/test_codec.c checks it), without its protected call, path
+ * tracking or visited set. Anything else (nested tables, metatables,
+ * functions, channels, userdata, the same table twice, a malformed message)
+ * makes the fast path give up with nothing written or pushed, and the full
+ * codec decides.
+ *
+ * Encoding this way never raises: it reads values (lua_next, lua_rawgeti on
+ * a checked stack allocate nothing) and writes to the crt_buf (malloc).
+ * Decoding strings and tables allocates in the Lua state, which raises on a
+ * memory error; so the decoder's fast path handles those only under
+ * CRT_CODEC_MAYRAISE (the caller runs protected), and otherwise only nil,
+ * booleans and numbers. */
+
+/* A scalar value's encoded size bound, or 0 when it is not a scalar. */
+static inline size_t fsize(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+  case LUA_TBOOLEAN: return 1;
+  case LUA_TNUMBER: return 11;
+  case LUA_TSTRING: return 11 + lua_rawlen(L, idx);
+  default: return 0;
+  }
+}
+
+static inline unsigned char *fput(lua_State *L, int idx, unsigned char *p) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: *p++ = T_NIL; break;
+  case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      uint64_t u = (uint64_t)lua_tointeger(L, idx);
+      *p++ = T_INT;
+      p += wvar(p, (u << 1) ^ (0 - (u >> 63)));
+    } else {
+      double d = (double)lua_tonumber(L, idx);
+      uint64_t u;
+      memcpy(&u, &d, 8);
+      *p++ = T_FLOAT;
+      for (int k = 0; k < 8; k++)
+        *p++ = (unsigned char)(u >> (8 * k));
+    }
+    break;
+  default: { /* string (fsize said so) */
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    *p++ = T_STR;
+    p += wvar(p, (uint64_t)len);
+    memcpy(p, s, len);
+    p += len;
+  }
+  }
+  return p;
+}
+
+/* The flat table at idx (absolute): its encoded size bound and, through
+ * narr/nhash, its counts; 0 when it is not flat (a metatable, a table or
+ * other non-scalar key or value). Needs 3 stack slots. */
+static size_t fsize_table(lua_State *L, int idx, lua_Unsigned *narr, uint64_t *nhash) {
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_Unsigned na = lua_rawlen(L, idx);
+  size_t need = 21;
+  uint64_t nh = 0;
+  for (lua_Unsigned i = 1; i <= na; i++) {
+    size_t w = fsize(L, (lua_rawgeti(L, idx, (lua_Integer)i), -1));
+    lua_pop(L, 1);
+    if (!w)
+      return 0;
+    need += w;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_isinteger(L, -2)) {
+      lua_Integer k = lua_tointeger(L, -2);
+      if (k >= 1 && (lua_Unsigned)k <= na) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    size_t kw = fsize(L, -2), vw = fsize(L, -1);
+    if (!kw || !vw) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    need += kw + vw;
+    nh++;
+    lua_pop(L, 1);
+  }
+  *narr = na;
+  *nhash = nh;
+  return need;
+}
+
+static unsigned char *fput_table(lua_State *L, int idx, unsigned char *p, lua_Unsigned na,
+                                 uint64_t nh) {
+  *p++ = T_TABLE;
+  p += wvar(p, na);
+  p += wvar(p, nh);
+  for (lua_Unsigned i = 1; i <= na; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    p = fput(L, -1, p);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_isinteger(L, -2)) {
+      lua_Integer k = lua_tointeger(L, -2);
+      if (k >= 1 && (lua_Unsigned)k <= na) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    p = fput(L, -2, p);
+    p = fput(L, -1, p);
+    lua_pop(L, 1);
+  }
+  return p;
+}
+
+#define FAST_MAXTABLES 4
+
+/* 1 = written; 0 = not for the fast path (or no memory): nothing written.
+ * first is absolute and the stack has room for 3 more slots. */
+static int fast_encode(lua_State *L, int first, int n, crt_buf *b) {
+  size_t need = 12;
+  int ntab = 0;
+  int tabs[FAST_MAXTABLES];
+  lua_Unsigned narr[FAST_MAXTABLES];
+  uint64_t nhash[FAST_MAXTABLES];
+  for (int i = 0; i < n; i++) {
+    int idx = first + i;
+    size_t w = fsize(L, idx);
+    if (!w) {
+      if (lua_type(L, idx) != LUA_TTABLE || ntab == FAST_MAXTABLES)
+        return 0;
+      for (int k = 0; k < ntab; k++)
+        if (lua_rawequal(L, tabs[k], idx))
+          return 0; /* the same table twice: a back reference */
+      w = fsize_table(L, idx, &narr[ntab], &nhash[ntab]);
+      if (!w)
+        return 0;
+      tabs[ntab++] = idx;
+    }
+    need += w;
+  }
+  if (b->cap - b->len < need && crt_buf_reserve(b, need) != 0)
+    return 0;
+  unsigned char *p = (unsigned char *)b->data + b->len, *p0 = p;
+  *p++ = VERSION;
+  *p++ = 0; /* flags: no back references */
+  p += wvar(p, (uint64_t)n);
+  for (int i = 0, t = 0; i < n; i++) {
+    int idx = first + i;
+    if (t < ntab && tabs[t] == idx) {
+      p = fput_table(L, idx, p, narr[t], nhash[t]);
+      t++;
+    } else {
+      p = fput(L, idx, p);
+    }
+  }
+  b->len += (size_t)(p - p0);
+  return 1;
+}
+
+static inline int fgetvar(const unsigned char **pp, const unsigned char *end, uint64_t *v) {
+  const unsigned char *p = *pp;
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (p == end)
+      return -1;
+    unsigned c = *p++;
+    if (shift == 63 && c > 1)
+      return -1; /* more than 64 bits: the full decoder names it */
+    r |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *pp = p;
+      *v = r;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Push one scalar; 0, or -1 when it is not one (or not allowed: strings
+ * need `alloc`) or is malformed. */
+static inline int fget(lua_State *L, const unsigned char **pp, const unsigned char *end,
+                       int alloc) {
+  const unsigned char *p = *pp;
+  uint64_t v;
+  if (p == end)
+    return -1;
+  switch (*p++) {
+  case T_NIL: lua_pushnil(L); break;
+  case T_FALSE: lua_pushboolean(L, 0); break;
+  case T_TRUE: lua_pushboolean(L, 1); break;
+  case T_INT:
+    if (fgetvar(&p, end, &v) != 0)
+      return -1;
+    lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+    break;
+  case T_FLOAT: {
+    if (end - p < 8)
+      return -1;
+    uint64_t u = 0;
+    for (int k = 0; k < 8; k++)
+      u |= (uint64_t)p[k] << (8 * k);
+    p += 8;
+    double d;
+    memcpy(&d, &u, 8);
+    lua_pushnumber(L, (lua_Number)d);
+    break;
+  }
+  case T_STR:
+    if (!alloc || fgetvar(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+      return -1;
+    lua_pushlstring(L, (const char *)p, (size_t)v);
+    p += v;
+    break;
+  default: return -1;
+  }
+  *pp = p;
+  return 0;
+}
+
+/* A flat table (the tag was read). Keys must be strings, numbers other than
+ * NaN, or booleans; anything else goes to the full decoder. */
+static int fget_table(lua_State *L, const unsigned char **pp, const unsigned char *end) {
+  uint64_t na, nh;
+  const unsigned char *p = *pp;
+  if (fgetvar(&p, end, &na) != 0 || fgetvar(&p, end, &nh) != 0 || na > (uint64_t)(end - p) ||
+      nh > (uint64_t)(end - p) / 2)
+    return -1;
+  lua_createtable(L, (int)na, (int)nh);
+  int t = lua_gettop(L);
+  for (uint64_t i = 1; i <= na; i++) {
+    if (fget(L, &p, end, 1) != 0)
+      return -1;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (uint64_t i = 0; i < nh; i++) {
+    if (fget(L, &p, end, 1) != 0)
+      return -1;
+    if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+                             lua_tonumber(L, -1) != lua_tonumber(L, -1)))
+      return -1;
+    if (fget(L, &p, end, 1) != 0)
+      return -1;
+    lua_rawset(L, t);
+  }
+  *pp = p;
+  return 0;
+}
+
+/* Values pushed, or -1 (nothing pushed) when the message is not for the
+ * fast path: the full decoder then decides (and names any error). */
+static int fast_decode(lua_State *L, const char *data, size_t len, int alloc) {
+  const unsigned char *p = (const unsigned char *)data, *end = p + len;
+  uint64_t n;
+  if (len < 3 || p[0] != VERSION || p[1] != 0)
+    return -1;
+  p += 2;
+  if (fgetvar(&p, end, &n) != 0 || n > (uint64_t)(end - p) || n > 100000 ||
+      !lua_checkstack(L, (int)n + LUA_MINSTACK))
+    return -1;
+  int top = lua_gettop(L);
+  for (uint64_t i = 0; i < n; i++) {
+    if (alloc && p != end && *p == T_TABLE) {
+      p++;
+      if (fget_table(L, &p, end) != 0)
+        goto slow;
+    } else if (fget(L, &p, end, alloc) != 0) {
+      goto slow;
+    }
+  }
+  if (p != end)
+    goto slow;
+  return (int)n;
+slow:
+  lua_settop(L, top);
+  return -1;
+}
+
+int crt_codec_encode_string(crt_buf *out, const char *s, size_t n) {
+  if (out->cap - out->len < n + 14 && crt_buf_reserve(out, n + 14) != 0)
+    return -1;
+  unsigned char *p = (unsigned char *)out->data + out->len, *p0 = p;
+  *p++ = VERSION;
+  *p++ = 0;
+  *p++ = 1; /* one value */
+  *p++ = T_STR;
+  p += wvar(p, (uint64_t)n);
+  memcpy(p, s, n);
+  out->len += (size_t)(p - p0) + n;
+  return 0;
+}
+
 /* The protected body of crt_codec_encode: 1 = enc, 2..n+1 = the values. */
 static int encmain(lua_State *L) {
   enc *e = lua_touserdata(L, 1);
@@ -800,6 +1104,8 @@ int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags, co
     return -1;
   }
   first = lua_absindex(L, first);
+  if (!(flags & CRT_CODEC_NOFAST) && fast_encode(L, first, n, out))
+    return 0;
   /* About 5 KiB, mostly the path; on the C stack so that a call costs no
    * allocation. Only the fields read before being written are set. */
   enc ev, *e = &ev;
@@ -1162,6 +1468,9 @@ int crt_codec_decode(lua_State *L, const char *data, size_t len, int flags) {
     lua_pushstring(L, "codec: stack overflow");
     return -1;
   }
+  int fn = (flags & CRT_CODEC_NOFAST) ? -1 : fast_decode(L, data, len, flags & CRT_CODEC_MAYRAISE);
+  if (fn >= 0)
+    return fn;
   dec d;
   d.L = L;
   d.s = d.p = (const unsigned char *)data;

@@ -17,6 +17,12 @@
 /* Flags for crt_codec_encode / crt_codec_decode. */
 #define CRT_CODEC_FUNCTIONS 1 /* decode: accept functions (bytecode) */
 #define CRT_CODEC_NOCHANS 2   /* encode/decode: refuse channels (process boundary) */
+/* decode: the caller runs protected (or accepts a memory error raised in L):
+ * the fast path (see below) may then also build strings and flat tables
+ * without the decoder's own protected call. */
+#define CRT_CODEC_MAYRAISE 4
+/* encode/decode: skip the fast path (tests compare both paths). */
+#define CRT_CODEC_NOFAST 8
 
 /* Maximum nesting depth of tables and functions, on both sides. */
 #define CRT_CODEC_MAXDEPTH 200
@@ -40,11 +46,22 @@
 int crt_codec_encode(lua_State *L, int first, int n, crt_buf *out, int flags, const char *what,
                      int argbase);
 
+/* Append a message of one string (s, n bytes) without a Lua state (a
+ * worker reporting an error when its state has no memory left). Returns 0,
+ * or -1 when out of memory (nothing appended). */
+int crt_codec_encode_string(crt_buf *out, const char *s, size_t n);
+
 /*
  * Decode a buffer produced by crt_codec_encode, pushing the values onto L.
  * Returns the number of values pushed (>= 0), or -1 with an error message
  * pushed on L (malformed, truncated, hostile input, functions refused, an
- * unknown channel, or out of memory). Never raises, never crashes.
+ * unknown channel, or out of memory). Never raises, never crashes; with
+ * CRT_CODEC_MAYRAISE in flags it may raise a memory error (only that).
+ *
+ * Fast path: both functions first try a direct path for messages of
+ * scalars (nil, booleans, numbers, strings) and flat tables of scalars
+ * without a metatable, in the same format (see "fast path" in codec.c);
+ * every other message takes the full, protected path.
  */
 int crt_codec_decode(lua_State *L, const char *data, size_t len, int flags);
 

@@ -17,6 +17,15 @@
  *   queued or running, and to the loop thread again once its completion was
  *   posted (crt_rt_post: the job's embedded crt_post, no allocation).
  *
+ * Errors: nothing here raises a Lua error on behalf of a caller. Loop-side
+ * functions return codes; a job's failures (setup, its function's error,
+ * unsendable results) travel back in the job (status and an encoded
+ * message). The one raise is the cancel hook's, made by calling the
+ * worker-side binding's function (CRT_POOL_CANCEL_KEY). Messages use the
+ * one codec (codec.h), including its fast path for scalars and flat tables.
+ * Worker states allocate with the host's crt_config.alloc when set, else
+ * with a crt_arena per worker.
+ *
  * Lock order: pool->mu, then a worker's tctx mutex (crt_tctx_interrupt is
  * called with pool->mu held). A worker never takes pool->mu while it runs
  * Lua code, so channel locks (taken by channel operations in worker states)
@@ -34,6 +43,7 @@
 #include "alloc.h"
 #include "chan.h"
 #include "codec.h"
+#include "list.h"
 #include "pool.h"
 #include "scheduler.h"
 #include "tctx.h"
@@ -57,14 +67,17 @@ typedef struct crt_worker {
   int init_failed;
   int ncached;
   size_t mem, limit; /* Lua memory in use and its limit (0 = none) */
-  crt_arena *arena;  /* the state's allocator (alloc.h), used by this thread only */
+  crt_arena *arena;  /* crt's allocator (alloc.h), used by this thread only */
+  lua_Alloc halloc;  /* or the host's (crt_config.alloc), thread-safe */
+  void *halloc_ud;
+  int prep_failed; /* the job could not be set up: the message is on the stack */
 } crt_worker;
 
 struct crt_pool {
   crt_runtime *rt;
   pthread_mutex_t mu;
   pthread_cond_t cv; /* workers wait here for jobs */
-  crt_job *head, *tail;
+  crt_list queue;    /* under mu: the queued jobs, oldest first */
   int size;
   int oneshot;
   size_t memory;
@@ -170,181 +183,36 @@ int crt_pool_sleep(double seconds) {
   }
 }
 
-/* ---- the scalar fast path of the codec ---------------------------------- */
-
-/* Tags of the codec's format version 1 (runtime/codec.c). Only messages of
- * these are handled here; tests/c/test_thread_pool.c checks that the codec
- * decodes what this writes and the other way round. */
-enum { F_NIL = 0, F_FALSE = 1, F_TRUE = 2, F_INT = 3, F_FLOAT = 4, F_STR = 5 };
-
-static size_t put_var(unsigned char *p, uint64_t v) {
-  size_t i = 0;
-  while (v >= 0x80) {
-    p[i++] = (unsigned char)(v | 0x80);
-    v >>= 7;
-  }
-  p[i++] = (unsigned char)v;
-  return i;
-}
-
-/* 1 = written, 0 = not all scalars (or no memory): nothing written. */
-static int fast_encode(lua_State *L, int first, int n, crt_buf *b) {
-  size_t need = 12;
-  for (int i = 0; i < n; i++) {
-    switch (lua_type(L, first + i)) {
-    case LUA_TNIL:
-    case LUA_TBOOLEAN: need += 1; break;
-    case LUA_TNUMBER: need += 11; break;
-    case LUA_TSTRING: need += 11 + lua_rawlen(L, first + i); break;
-    default: return 0;
-    }
-  }
-  if (b->cap - b->len < need && crt_buf_reserve(b, need) != 0)
-    return 0;
-  unsigned char *p = (unsigned char *)b->data + b->len;
-  unsigned char *p0 = p;
-  *p++ = 1; /* version */
-  *p++ = 0; /* flags */
-  p += put_var(p, (uint64_t)n);
-  for (int i = 0; i < n; i++) {
-    int idx = first + i;
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: *p++ = F_NIL; break;
-    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? F_TRUE : F_FALSE; break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        uint64_t u = (uint64_t)lua_tointeger(L, idx);
-        *p++ = F_INT;
-        p += put_var(p, (u << 1) ^ (0 - (u >> 63)));
-      } else {
-        double d = (double)lua_tonumber(L, idx);
-        uint64_t u;
-        memcpy(&u, &d, 8);
-        *p++ = F_FLOAT;
-        for (int k = 0; k < 8; k++)
-          *p++ = (unsigned char)(u >> (8 * k));
-      }
-      break;
-    default: { /* string */
-      size_t len;
-      const char *s = lua_tolstring(L, idx, &len);
-      *p++ = F_STR;
-      p += put_var(p, (uint64_t)len);
-      memcpy(p, s, len);
-      p += len;
-    }
-    }
-  }
-  b->len += (size_t)(p - p0);
-  return 1;
-}
-
-static int get_var(const unsigned char **pp, const unsigned char *end, uint64_t *v) {
-  const unsigned char *p = *pp;
-  uint64_t r = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (p == end)
-      return -1;
-    unsigned c = *p++;
-    r |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) {
-      *pp = p;
-      *v = r;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* Values pushed, or -1 (nothing pushed) when the message holds anything but
- * scalars or is not well formed: the full codec then decides. */
-static int fast_decode(lua_State *L, const char *data, size_t len) {
-  const unsigned char *p = (const unsigned char *)data, *end = p + len;
-  uint64_t n;
-  if (len < 3 || p[0] != 1 || p[1] != 0)
-    return -1;
-  p += 2;
-  if (get_var(&p, end, &n) != 0 || n > (uint64_t)(end - p) || n > 100000 ||
-      !lua_checkstack(L, (int)n + LUA_MINSTACK))
-    return -1;
-  int top = lua_gettop(L);
-  for (uint64_t i = 0; i < n; i++) {
-    if (p == end)
-      goto slow;
-    uint64_t v;
-    switch (*p++) {
-    case F_NIL: lua_pushnil(L); break;
-    case F_FALSE: lua_pushboolean(L, 0); break;
-    case F_TRUE: lua_pushboolean(L, 1); break;
-    case F_INT:
-      if (get_var(&p, end, &v) != 0)
-        goto slow;
-      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
-      break;
-    case F_FLOAT: {
-      if (end - p < 8)
-        goto slow;
-      uint64_t u = 0;
-      for (int k = 0; k < 8; k++)
-        u |= (uint64_t)p[k] << (8 * k);
-      p += 8;
-      double d;
-      memcpy(&d, &u, 8);
-      lua_pushnumber(L, (lua_Number)d);
-      break;
-    }
-    case F_STR:
-      if (get_var(&p, end, &v) != 0 || v > (uint64_t)(end - p))
-        goto slow;
-      lua_pushlstring(L, (const char *)p, (size_t)v);
-      p += v;
-      break;
-    default: goto slow;
-    }
-  }
-  if (p != end)
-    goto slow;
-  return (int)n;
-slow:
-  lua_settop(L, top);
-  return -1;
-}
-
-int crt_pool_encode(lua_State *L, int first, int n, crt_buf *out, const char *what, int argbase) {
-  if (fast_encode(L, lua_absindex(L, first), n, out))
-    return 0;
-  return crt_codec_encode(L, first, n, out, 0, what, argbase);
-}
-
-int crt_pool_decode(lua_State *L, const char *data, size_t len) {
-  int n = fast_decode(L, data, len);
-  if (n >= 0)
-    return n;
-  return crt_codec_decode(L, data, len, CRT_CODEC_FUNCTIONS);
-}
-
 /* ---- worker side: the Lua state ----------------------------------------- */
+
+static inline void *rawalloc(crt_worker *w, void *ptr, size_t osize, size_t nsize) {
+  if (w->halloc)
+    return w->halloc(w->halloc_ud, ptr, osize, nsize);
+  return crt_arena_alloc(w->arena, ptr, osize, nsize);
+}
 
 static void *walloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   crt_worker *w = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    crt_arena_alloc(w->arena, ptr, osize, 0);
+    rawalloc(w, ptr, osize, 0);
     w->mem -= old;
     return NULL;
   }
   if (w->limit && nsize > old && w->mem + (nsize - old) > w->limit)
     return NULL;
-  void *np = crt_arena_alloc(w->arena, ptr, osize, nsize);
+  void *np = rawalloc(w, ptr, osize, nsize);
   if (np)
     w->mem = w->mem - old + nsize;
   return np;
 }
 
 /* The count hook set by crt_pool_cancel: raise crt.Cancelled at the next
- * instruction. An ordinary cancel raises once (the job may catch it and
- * clean up, as a task can); at shutdown (`hard`) the hook stays, so a job
- * that catches crt.Cancelled and loops still ends. */
+ * instruction, through the function the worker-side binding registered
+ * (CRT_POOL_CANCEL_KEY: Lua errors are the binding's). An ordinary cancel
+ * raises once (the job may catch it and clean up, as a task can); at
+ * shutdown (`hard`) the hook stays, so a job that catches crt.Cancelled and
+ * loops still ends. */
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   crt_worker *w = self_worker;
@@ -353,8 +221,9 @@ static void cancel_hook(lua_State *L, lua_Debug *ar) {
     if (atomic_load(&w->hard)) /* a shutdown came in between */
       lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 1);
   }
-  crt_sched_push_cancelled(L);
-  lua_error(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CRT_POOL_CANCEL_KEY) == LUA_TFUNCTION)
+    lua_call(L, 0, 0); /* raises */
+  lua_pop(L, 1);
 }
 
 /* Message handler: a string error gets this state's traceback. */
@@ -378,35 +247,16 @@ static int is_cancelled(lua_State *L, int idx) {
 }
 
 /* Replace out's contents with one encoded string. */
-static void out_string(crt_job *j, lua_State *L, const char *s) {
+static void out_string(crt_job *j, const char *s) {
   crt_buf_reset(&j->out);
-  if (L && lua_checkstack(L, 2)) {
-    lua_pushstring(L, s);
-    if (crt_codec_encode(L, -1, 1, &j->out, 0, "crt.thread", 0) == 0) {
-      lua_pop(L, 1);
-      return;
-    }
-    lua_pop(L, 2);
-  }
-  /* No state (or no memory in it): write the codec's format by hand, a
-   * message of one short string: version 1, flags 0, count 1, STR (tag 5),
-   * length as a varint. */
   size_t n = strlen(s);
-  if (n > 16000)
-    n = 16000;
-  unsigned char hdr[8] = {1, 0, 1, 5};
-  size_t h = 4;
-  size_t v = n;
-  do {
-    hdr[h++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  crt_buf_append(&j->out, hdr, h);
-  crt_buf_append(&j->out, s, n);
+  if (crt_codec_encode_string(&j->out, s, n) != 0) /* no memory: a shorter one */
+    crt_codec_encode_string(&j->out, s, n > 200 ? 200 : n);
 }
 
-/* Push the worker's copy of the cached function (loading it once). */
-static void push_cached(lua_State *L, crt_worker *w, crt_fnblob *fb) {
+/* Push the worker's copy of the cached function (loading it once).
+ * Returns 0, or -1 with the message pushed. Runs protected (memory). */
+static int push_cached(lua_State *L, crt_worker *w, crt_fnblob *fb) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &fncache_key) != LUA_TTABLE || w->ncached >= FNCACHE_MAX) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 16);
@@ -416,39 +266,55 @@ static void push_cached(lua_State *L, crt_worker *w, crt_fnblob *fb) {
   }
   if (lua_rawgeti(L, -1, (lua_Integer)fb->id) == LUA_TFUNCTION) {
     lua_remove(L, -2);
-    return;
+    return 0;
   }
   lua_pop(L, 1);
-  if (luaL_loadbufferx(L, fb->data, fb->len, "=crt.thread", "b") != LUA_OK)
-    lua_error(L);
+  if (luaL_loadbufferx(L, fb->data, fb->len, "=crt.thread", "b") != LUA_OK) {
+    lua_remove(L, -2);
+    return -1;
+  }
   lua_pushvalue(L, -1);
   lua_rawseti(L, -3, (lua_Integer)fb->id);
   w->ncached++;
   lua_remove(L, -2);
+  return 0;
 }
 
-static int decode_into(lua_State *L, const crt_buf *b) {
-  int n = crt_pool_decode(L, b->data, b->len);
-  if (n < 0)
-    lua_error(L);
-  return n;
+/* Decode a job message (functions allowed: jobs come from crt itself; runs
+ * protected, so the codec's fast path may allocate). */
+static int decode(lua_State *L, const crt_buf *b) {
+  return crt_codec_decode(L, b->data, b->len, CRT_CODEC_FUNCTIONS | CRT_CODEC_MAYRAISE);
 }
 
-/* The protected body of a job: 1 = the job. Returns the results (CALL,
- * SPAWN) or one result per item (MAP). */
-static int job_body(lua_State *L) {
+/* The job (or state) could not be set up: return the message (pushed now
+ * or by the failed call) as the only result, flagged for prep_status. */
+static int prep_fail(lua_State *L, const char *msg) {
+  if (msg)
+    lua_pushstring(L, msg);
+  self_worker->prep_failed = 1;
+  return 1;
+}
+
+/* Inside job_body (1 = the job): push the job's function (upvalues filled)
+ * and its arguments, or its items (MAP); returns how many values that is
+ * (the function included). On failure it pushes the message, sets the
+ * worker's prep_failed and returns 1. Raises nothing itself; only Lua's
+ * memory errors can end it early. */
+static int job_prepare(lua_State *L) {
   crt_job *j = lua_touserdata(L, 1);
   crt_worker *w = self_worker;
   int f, first;
   if (j->fn) {
-    push_cached(L, w, j->fn);
+    if (push_cached(L, w, j->fn) != 0)
+      return prep_fail(L, NULL);
     f = lua_gettop(L);
     first = f + 1;
-    if (j->upv)
-      decode_into(L, &j->upv->buf);
-    decode_into(L, &j->in);
+    if (j->upv && decode(L, &j->upv->buf) < 0)
+      return prep_fail(L, NULL);
+    if (decode(L, &j->in) < 0)
+      return prep_fail(L, NULL);
     if (lua_gettop(L) - f < j->nvals)
-      return luaL_error(L, "crt.thread: malformed job");
+      return prep_fail(L, "crt.thread: malformed job");
     int k = first;
     for (int i = 1; i <= j->nups; i++) {
       switch (j->kinds[i - 1]) {
@@ -469,15 +335,16 @@ static int job_body(lua_State *L) {
     lua_pop(L, j->nvals);
   } else {
     f = lua_gettop(L) + 1;
-    decode_into(L, &j->in);
+    if (decode(L, &j->in) < 0)
+      return prep_fail(L, NULL);
     if (lua_gettop(L) < f || lua_type(L, f) != LUA_TFUNCTION)
-      return luaL_error(L, "crt.thread: malformed job");
+      return prep_fail(L, "crt.thread: malformed job");
   }
   if (j->kind == CRT_JOB_SPAWN) {
     /* The two mailbox channels came last: crt.parent talks through them. */
     int top = lua_gettop(L);
     if (top - f < 2)
-      return luaL_error(L, "crt.thread: malformed job");
+      return prep_fail(L, "crt.thread: malformed job");
     lua_pushvalue(L, top);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &outbox_key);
     lua_getglobal(L, "crt");
@@ -491,9 +358,22 @@ static int job_body(lua_State *L) {
     }
     lua_settop(L, top - 2);
   }
+  return lua_gettop(L) - 1;
+}
+
+/* Protected (lua_pcall, 1 = the job): prepare the job, then call its
+ * function (CALL, SPAWN: all its results) or call it on each item (MAP: one
+ * result per item). A failed setup returns its message, flagged. */
+static int job_body(lua_State *L) {
+  crt_job *j = lua_touserdata(L, 1);
+  int n = job_prepare(L);
+  if (self_worker->prep_failed)
+    return n;
+  int f = lua_gettop(L) - n + 1;
   if (j->kind == CRT_JOB_MAP) {
-    int n = lua_gettop(L) - f;
-    luaL_checkstack(L, 3, "crt.thread.map");
+    n--;
+    if (!lua_checkstack(L, 3))
+      return prep_fail(L, "stack overflow (crt.thread.map)");
     for (int i = 1; i <= n; i++) {
       lua_pushvalue(L, f);
       lua_pushvalue(L, f + i);
@@ -502,7 +382,7 @@ static int job_body(lua_State *L) {
     }
     return n;
   }
-  lua_call(L, lua_gettop(L) - f, LUA_MULTRET);
+  lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L) - f + 1;
 }
 
@@ -520,6 +400,19 @@ static void close_outbox(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &outbox_key);
 }
 
+/* The status of a protected setup (job_prepare, open_state) that returned:
+ * LUA_OK, or, when it failed with its message alone on the stack, that
+ * message with the traceback as an error in Lua code would have it
+ * (LUA_ERRRUN; LUA_ERRMEM when even that fails). */
+static int prep_status(lua_State *L, crt_worker *w) {
+  if (!w->prep_failed)
+    return LUA_OK;
+  w->prep_failed = 0;
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, -2);
+  return lua_pcall(L, 1, 1, 0) == LUA_OK ? LUA_ERRRUN : LUA_ERRMEM;
+}
+
 static void run_job(crt_worker *w, crt_job *j) {
   lua_State *L = w->L;
   crt_buf_reset(&j->out);
@@ -532,7 +425,7 @@ static void run_job(crt_worker *w, crt_job *j) {
       sprintf(msg, "crt.thread.pool: init failed: %s", e);
     pthread_mutex_unlock(&p->mu);
     j->status = CRT_JOB_ERROR;
-    out_string(j, L, msg ? msg : "crt.thread.pool: init failed");
+    out_string(j, msg ? msg : "crt.thread.pool: init failed");
     free(msg);
     return;
   }
@@ -540,15 +433,18 @@ static void run_job(crt_worker *w, crt_job *j) {
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, job_body);
   lua_pushlightuserdata(L, j);
+  w->prep_failed = 0;
   int st = lua_pcall(L, 1, LUA_MULTRET, 1);
+  if (st == LUA_OK)
+    st = prep_status(L, w);
   if (st == LUA_OK) {
     int n = lua_gettop(L) - 1;
-    if (crt_pool_encode(L, 2, n, &j->out, "crt.thread: cannot return", 0) == 0) {
+    if (crt_codec_encode(L, 2, n, &j->out, 0, "crt.thread: cannot return", 0) == 0) {
       j->status = CRT_JOB_OK;
     } else {
       /* An unsendable result: the job fails with the codec's message. */
       j->status = CRT_JOB_ERROR;
-      out_string(j, L, lua_tostring(L, -1));
+      out_string(j, lua_tostring(L, -1));
     }
   } else if (st == LUA_ERRMEM) {
     j->status = CRT_JOB_ERROR;
@@ -556,7 +452,7 @@ static void run_job(crt_worker *w, crt_job *j) {
     lua_gc(L, LUA_GCCOLLECT);
     char msg[96];
     snprintf(msg, sizeof msg, "not enough memory (in crt thread %d)", w->id);
-    out_string(j, L, msg);
+    out_string(j, msg);
   } else if (is_cancelled(L, -1)) {
     j->status = CRT_JOB_CANCELLED;
   } else {
@@ -566,7 +462,7 @@ static void run_job(crt_worker *w, crt_job *j) {
       char msg[96];
       snprintf(msg, sizeof msg, "(error object is a %s value, in crt thread %d)",
                luaL_typename(L, -1), w->id);
-      out_string(j, L, msg);
+      out_string(j, msg);
     }
   }
   if (j->kind == CRT_JOB_SPAWN)
@@ -580,11 +476,11 @@ static int open_state(lua_State *L) {
   crt_pool *p = w->pool;
   luaL_openlibs(L);
   if (p->open && p->open(L, w->id) != 0)
-    return lua_error(L);
+    return prep_fail(L, NULL);
   if (p->init) {
     int n = crt_codec_decode(L, p->init, p->init_len, CRT_CODEC_FUNCTIONS);
     if (n < 0)
-      return lua_error(L);
+      return prep_fail(L, NULL);
     lua_call(L, n - 1, 0);
   }
   return 0;
@@ -604,14 +500,21 @@ static void *worker_main(void *arg) {
   crt_pool *p = w->pool;
   self_worker = w;
   crt_tctx_enter(&w->tctx);
-  w->arena = crt_arena_new();
-  lua_State *L = w->arena ? lua_newstate(walloc, w) : NULL;
+  const crt_config *cfg = crt_rt_config(p->rt);
+  w->halloc = cfg->alloc;
+  w->halloc_ud = cfg->alloc_ud;
+  w->arena = w->halloc ? NULL : crt_arena_new();
+  lua_State *L = (w->halloc || w->arena) ? lua_newstate(walloc, w) : NULL;
   if (!L) {
     init_failed(w, "cannot create a Lua state (out of memory)");
   } else {
     lua_pushcfunction(L, msgh);
     lua_pushcfunction(L, open_state);
-    if (lua_pcall(L, 0, 0, 1) != LUA_OK)
+    w->prep_failed = 0;
+    int st = lua_pcall(L, 0, 1, 1);
+    if (st == LUA_OK)
+      st = prep_status(L, w);
+    if (st != LUA_OK)
       init_failed(w, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object");
     lua_settop(L, 0);
   }
@@ -619,17 +522,12 @@ static void *worker_main(void *arg) {
   pthread_mutex_lock(&p->mu);
   w->L = L;
   for (;;) {
-    while (!p->head && !p->closing)
+    while (crt_list_empty(&p->queue) && !p->closing)
       pthread_cond_wait(&p->cv, &p->mu);
     if (p->closing)
       break;
-    crt_job *j = p->head;
-    p->head = j->next;
-    if (p->head)
-      p->head->prev = NULL;
-    else
-      p->tail = NULL;
-    j->next = j->prev = NULL;
+    crt_link *l = crt_list_pop(&p->queue);           /* not inside crt_container_of: */
+    crt_job *j = crt_container_of(l, crt_job, link); /* it reads l twice */
     j->state = J_RUNNING;
     j->w = w;
     w->job = j;
@@ -774,13 +672,7 @@ int crt_pool_submit(crt_pool *p, crt_job **jobs, int n) {
     j->rt = p->rt;
     j->post.fn = job_posted;
     j->state = J_QUEUED;
-    j->next = NULL;
-    j->prev = p->tail;
-    if (p->tail)
-      p->tail->next = j;
-    else
-      p->head = j;
-    p->tail = j;
+    crt_list_push(&p->queue, &j->link);
   }
   if (n == 1)
     pthread_cond_signal(&p->cv);
@@ -814,15 +706,7 @@ void crt_pool_cancel(crt_job *j) {
     return;
   pthread_mutex_lock(&p->mu);
   if (j->state == J_QUEUED) {
-    if (j->prev)
-      j->prev->next = j->next;
-    else
-      p->head = j->next;
-    if (j->next)
-      j->next->prev = j->prev;
-    else
-      p->tail = j->prev;
-    j->next = j->prev = NULL;
+    crt_list_remove(&p->queue, &j->link);
     j->state = J_FINISHED;
     pthread_mutex_unlock(&p->mu);
     drop(j);
@@ -839,22 +723,19 @@ void crt_pool_shutdown(crt_pool *p) {
   p->closed = 1;
   pthread_mutex_lock(&p->mu);
   p->closing = 1;
-  crt_job *dropped = p->head;
-  p->head = p->tail = NULL;
-  for (crt_job *j = dropped; j; j = j->next)
-    j->state = J_FINISHED;
+  crt_list dropped = p->queue;
+  p->queue = (crt_list)CRT_LIST_INIT;
+  for (crt_link *l = dropped.head; l; l = l->next)
+    crt_container_of(l, crt_job, link)->state = J_FINISHED;
   if (p->started)
     for (int i = 0; i < p->size; i++)
       if (p->workers[i].started && p->workers[i].job)
         interrupt(&p->workers[i], 1);
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
-  while (dropped) {
-    crt_job *next = dropped->next;
-    dropped->next = dropped->prev = NULL;
-    drop(dropped);
-    dropped = next;
-  }
+  crt_link *l;
+  while ((l = crt_list_pop(&dropped)))
+    drop(crt_container_of(l, crt_job, link));
 }
 
 static void join_all(crt_pool *p) {

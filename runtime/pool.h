@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "list.h"
 #include "rt.h"
 
 typedef struct crt_pool crt_pool;
@@ -84,7 +85,7 @@ enum {
  */
 struct crt_job {
   crt_post post; /* first: the completion travels to the loop thread in it */
-  crt_job *next, *prev;
+  crt_link link; /* in the pool's queue (under its lock), or a binding's free list */
   crt_pool *pool;
   crt_runtime *rt; /* the completion may outlive the pool (a dedicated thread) */
   int kind;
@@ -107,15 +108,6 @@ struct crt_job {
   int nitems;       /* map: how many items */
 };
 
-/* Encode or decode values for a job: scalars (nil, booleans, numbers,
- * strings) are written and read directly in the codec's format (version 1),
- * without its protected call; anything else goes through crt_codec_encode /
- * crt_codec_decode (functions allowed: jobs only come from crt itself).
- * Same contract as those two. crt_pool_decode may raise a memory error for a
- * string in the fast path. */
-int crt_pool_encode(lua_State *L, int first, int n, crt_buf *out, const char *what, int argbase);
-int crt_pool_decode(lua_State *L, const char *data, size_t len);
-
 /* A new job (zeroed, buffers initialised) and its release (buffers, kinds,
  * references). Loop thread. */
 crt_job *crt_job_new(void);
@@ -125,6 +117,12 @@ void crt_job_free(crt_job *j);
  * library open: installs the worker-side crt API. id is the worker's
  * crt.thread.id(). Returns 0, or -1 with an error message pushed. */
 typedef int (*crt_pool_open_fn)(lua_State *L, int id);
+
+/* Registry key (worker states) of the function that raises crt.Cancelled:
+ * the `open` function of the worker-side API sets it, and the pool's cancel
+ * hook calls it to interrupt running Lua code. Without it a running job is
+ * interrupted only in its blocking waits. */
+#define CRT_POOL_CANCEL_KEY "crt.pool.cancel"
 
 typedef struct crt_pool_config {
   int size;              /* number of threads (>= 1) */
@@ -136,7 +134,8 @@ typedef struct crt_pool_config {
 } crt_pool_config;
 
 /* A pool of cfg->size threads that start on the first submit. NULL when out
- * of memory. Loop thread. */
+ * of memory. Worker states use the runtime's crt_config.alloc when set, else
+ * crt's own allocator (alloc.h). Loop thread. */
 crt_pool *crt_pool_new(crt_runtime *rt, const crt_pool_config *cfg);
 
 /* Queue jobs (n >= 1), starting the threads on first use. Each job keeps
