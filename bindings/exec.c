@@ -272,7 +272,7 @@ static void op_maybe_free(exec_op *op) {
   if (op->handles > 0 || op->task_holds)
     return;
   if (op->dref != LUA_NOREF)
-    luaL_unref(op->io->rt->L, LUA_REGISTRYINDEX, op->dref);
+    luaL_unref(crt_lua(op->io->rt), LUA_REGISTRYINDEX, op->dref);
   crt_iobuf_free(&op->out.buf);
   crt_iobuf_free(&op->err.buf);
   free(op);
@@ -456,7 +456,7 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx) {
 static int pipe_init(exec_op *op, epipe *p, uv_stdio_container_t *c, int child_flags) {
   p->close_fn = epipe_close_fn;
   p->op = op;
-  int r = uv_pipe_init(&op->io->rt->loop, &p->pipe, 0);
+  int r = uv_pipe_init(crt_rt_loop(op->io->rt), &p->pipe, 0);
   if (r < 0)
     return r;
   p->pipe.data = p;
@@ -505,7 +505,7 @@ static int l_exec(lua_State *L) {
     o.stdio_count = 3;
     o.exit_cb = exec_exit_cb;
     op->proc.data = op;
-    r = uv_spawn(&io->rt->loop, &op->proc, &o);
+    r = uv_spawn(crt_rt_loop(io->rt), &op->proc, &o);
     op->handles++; /* the process handle must be closed even when spawn failed */
     if (r < 0) {
       uv_close((uv_handle_t *)&op->proc, handle_closed);
@@ -533,7 +533,7 @@ static int l_exec(lua_State *L) {
       pipe_close(&op->in);
   }
   if (timeout > 0) {
-    if (uv_timer_init(&io->rt->loop, &op->tm.timer) == 0) {
+    if (uv_timer_init(crt_rt_loop(io->rt), &op->tm.timer) == 0) {
       op->tm.timer.data = &op->tm;
       op->tm.open = 1;
       op->handles++;
@@ -737,7 +737,7 @@ static int l_command(lua_State *L) {
     o.stdio_count = 3;
     o.exit_cb = proc_exit_cb;
     p->h.data = p;
-    r = uv_spawn(&io->rt->loop, &p->h, &o);
+    r = uv_spawn(crt_rt_loop(io->rt), &p->h, &o);
     if (r < 0) {
       p->box = NULL;
       uv_close((uv_handle_t *)&p->h, proc_close_cb); /* frees p */

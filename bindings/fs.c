@@ -72,7 +72,7 @@ static void op_free(fs_op *op) {
   if (op->keep_req)
     uv_fs_req_cleanup(&op->req);
   if (op->dref != LUA_NOREF)
-    luaL_unref(op->rt->L, LUA_REGISTRYINDEX, op->dref);
+    luaL_unref(crt_lua(op->rt), LUA_REGISTRYINDEX, op->dref);
   crt_iobuf_free(&op->buf);
   free(op);
 }
@@ -96,7 +96,7 @@ static void finish(fs_op *op) {
 
 static void step_close(fs_op *op) {
   op->stage = ST_CLOSE;
-  int r = uv_fs_close(&op->rt->loop, &op->req, op->fd, fs_cb);
+  int r = uv_fs_close(crt_rt_loop(op->rt), &op->req, op->fd, fs_cb);
   if (r < 0) {
     close(op->fd);
     op->fd = -1;
@@ -123,7 +123,7 @@ static int step_read(fs_op *op) {
     room = CHUNK;
   uv_buf_t ub = uv_buf_init(b->data + b->len, (unsigned)room);
   op->stage = ST_READ;
-  return uv_fs_read(&op->rt->loop, &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub, 1,
+  return uv_fs_read(crt_rt_loop(op->rt), &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub, 1,
                     -1, fs_cb);
 }
 
@@ -133,7 +133,7 @@ static int step_write(fs_op *op) {
     n = WRITE_CHUNK;
   uv_buf_t b = uv_buf_init((char *)op->data + op->done, (unsigned)n);
   op->stage = ST_WRITE;
-  return uv_fs_write(&op->rt->loop, &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd, &b, 1,
+  return uv_fs_write(crt_rt_loop(op->rt), &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd, &b, 1,
                      -1, fs_cb);
 }
 
@@ -208,7 +208,7 @@ static void fs_cb(uv_fs_t *req) {
     op->fd = (uv_file)res;
     if (op->kind == K_READ) {
       op->stage = ST_FSTAT;
-      r = uv_fs_fstat(&op->rt->loop, &op->req, op->fd, fs_cb);
+      r = uv_fs_fstat(crt_rt_loop(op->rt), &op->req, op->fd, fs_cb);
     } else {
       r = op->dlen > 0 ? step_write(op) : 0;
       if (r == 0 && op->dlen == 0) {
@@ -426,7 +426,7 @@ static int l_read(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.read", NULL);
   lua_settop(L, 1);
   fs_op *op = new_op(L, "crt.fs.read", K_READ, ST_OPEN);
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, O_RDONLY, 0, fs_cb);
+  int r = uv_fs_open(crt_rt_loop(op->rt), &op->req, path, O_RDONLY, 0, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -451,7 +451,7 @@ static int write_file(lua_State *L, const char *fname, int flags) {
   op->dref = ref;
   op->req.data = op;
   op->data = lua_tolstring(L, 2, &op->dlen);
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, flags, 0666, fs_cb);
+  int r = uv_fs_open(crt_rt_loop(op->rt), &op->req, path, flags, 0666, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -467,8 +467,8 @@ static int stat_common(lua_State *L, const char *fname, int follow) {
   const char *path = crt_io_checkname(L, 1, fname, NULL);
   lua_settop(L, 1);
   fs_op *op = new_op(L, fname, K_STAT, ST_ONE);
-  int r = follow ? uv_fs_stat(&op->rt->loop, &op->req, path, fs_cb)
-                 : uv_fs_lstat(&op->rt->loop, &op->req, path, fs_cb);
+  int r = follow ? uv_fs_stat(crt_rt_loop(op->rt), &op->req, path, fs_cb)
+                 : uv_fs_lstat(crt_rt_loop(op->rt), &op->req, path, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -479,7 +479,7 @@ static int l_readdir(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.readdir", NULL);
   lua_settop(L, 1);
   fs_op *op = new_op(L, "crt.fs.readdir", K_SCANDIR, ST_ONE);
-  int r = uv_fs_scandir(&op->rt->loop, &op->req, path, 0, fs_cb);
+  int r = uv_fs_scandir(crt_rt_loop(op->rt), &op->req, path, 0, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -496,7 +496,7 @@ static int l_mkdir(lua_State *L) {
   }
   lua_settop(L, 1);
   fs_op *op = new_op(L, "crt.fs.mkdir", K_SIMPLE, ST_ONE);
-  int r = uv_fs_mkdir(&op->rt->loop, &op->req, path, (int)mode, fs_cb);
+  int r = uv_fs_mkdir(crt_rt_loop(op->rt), &op->req, path, (int)mode, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -504,7 +504,7 @@ static int l_rmdir(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.rmdir", NULL);
   lua_settop(L, 1);
   fs_op *op = new_op(L, "crt.fs.rmdir", K_SIMPLE, ST_ONE);
-  int r = uv_fs_rmdir(&op->rt->loop, &op->req, path, fs_cb);
+  int r = uv_fs_rmdir(crt_rt_loop(op->rt), &op->req, path, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -512,7 +512,7 @@ static int l_unlink(lua_State *L) {
   const char *path = crt_io_checkname(L, 1, "crt.fs.unlink", NULL);
   lua_settop(L, 1);
   fs_op *op = new_op(L, "crt.fs.unlink", K_SIMPLE, ST_ONE);
-  int r = uv_fs_unlink(&op->rt->loop, &op->req, path, fs_cb);
+  int r = uv_fs_unlink(crt_rt_loop(op->rt), &op->req, path, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -521,7 +521,7 @@ static int l_rename(lua_State *L) {
   const char *to = crt_io_checkname(L, 2, "crt.fs.rename", NULL);
   lua_settop(L, 2);
   fs_op *op = new_op(L, "crt.fs.rename", K_SIMPLE, ST_ONE);
-  int r = uv_fs_rename(&op->rt->loop, &op->req, from, to, fs_cb);
+  int r = uv_fs_rename(crt_rt_loop(op->rt), &op->req, from, to, fs_cb);
   return start(L, op, r, from);
 }
 
@@ -576,7 +576,7 @@ static int l_open(lua_State *L) {
   *box = f;
   fs_op *op = new_op(L, fname, K_FOPEN, ST_ONE);
   op->file = f;
-  int r = uv_fs_open(&op->rt->loop, &op->req, path, flags, 0666, fs_cb);
+  int r = uv_fs_open(crt_rt_loop(op->rt), &op->req, path, flags, 0666, fs_cb);
   return start(L, op, r, path);
 }
 
@@ -710,7 +710,7 @@ static int f_close(lua_State *L) {
   lua_settop(L, 1);
   fs_op *op = new_op(L, fname, K_FCLOSE, ST_ONE);
   op->file = f;
-  return start(L, op, uv_fs_close(&op->rt->loop, &op->req, f->fd, fs_cb), fname);
+  return start(L, op, uv_fs_close(crt_rt_loop(op->rt), &op->req, f->fd, fs_cb), fname);
 }
 
 /* Finalizer and to-be-closed: close now (close(2) does not wait on a regular

@@ -63,7 +63,7 @@ void crt_io_waker_remove(crt_io *io, crt_io_waker *w) {
 
 static void watch_cb(uv_prepare_t *h) {
   crt_io *io = h->data;
-  if (!io->rt->closing || io->closing_seen)
+  if (!crt_rt_is_closing(io->rt) || io->closing_seen)
     return;
   io->closing_seen = 1;
   uv_prepare_stop(h);
@@ -91,11 +91,11 @@ crt_io *crt_io_get(lua_State *L, crt_runtime *rt) {
   io->close_fn = close_watch;
   io->grace.close_fn = close_watch;
   io->grace.io = io;
-  uv_prepare_init(&rt->loop, &io->watch);
+  uv_prepare_init(crt_rt_loop(rt), &io->watch);
   io->watch.data = io;
   uv_prepare_start(&io->watch, watch_cb);
   uv_unref((uv_handle_t *)&io->watch);
-  uv_timer_init(&rt->loop, &io->grace.timer);
+  uv_timer_init(crt_rt_loop(rt), &io->grace.timer);
   io->grace.timer.data = &io->grace;
   uv_unref((uv_handle_t *)&io->grace.timer);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);

@@ -196,7 +196,7 @@ static int resolve_then(lua_State *L, crt_task *t, const char *host, int port, i
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
-  int r = uv_getaddrinfo(&rt->loop, &op->req, gai_cb, host, NULL, &hints);
+  int r = uv_getaddrinfo(crt_rt_loop(rt), &op->req, gai_cb, host, NULL, &hints);
   if (r < 0) {
     free(op);
     al->err = r;
@@ -374,7 +374,7 @@ typedef struct server {
 static void server_close_cb(uv_handle_t *h) {
   server *sv = h->data;
   if (sv->handler != LUA_NOREF)
-    luaL_unref(sv->io->rt->L, LUA_REGISTRYINDEX, sv->handler);
+    luaL_unref(crt_lua(sv->io->rt), LUA_REGISTRYINDEX, sv->handler);
   if (sv->box)
     *sv->box = NULL;
   free(sv);
@@ -425,7 +425,7 @@ static void connection_cb(uv_stream_t *h, int status) {
   if (sv->handler != LUA_NOREF) {
     const char *msg = NULL;
     int n;
-    lua_State *L = rt->L;
+    lua_State *L = crt_lua(rt);
     if (status < 0) {
       lua_pushfstring(L, "crt.net.serve: cannot accept a connection: %s", uv_strerror(status));
       msg = lua_tostring(L, -1);
@@ -605,7 +605,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   sv->close_fn = server_close_fn;
   sv->io = io;
   sv->handler = handler;
-  int r = uv_tcp_init(&io->rt->loop, &sv->tcp);
+  int r = uv_tcp_init(crt_rt_loop(io->rt), &sv->tcp);
   if (r < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, handler);
     free(sv);
@@ -1015,7 +1015,7 @@ static int l_udp(lua_State *L) {
   udpsock *u = calloc(1, sizeof *u);
   if (!u)
     return crt_pushfail(L, UV_ENOMEM, fname);
-  int r = uv_udp_init(&io->rt->loop, &u->udp);
+  int r = uv_udp_init(crt_rt_loop(io->rt), &u->udp);
   if (r < 0) {
     free(u);
     return crt_pushfail(L, r, fname);

@@ -507,8 +507,7 @@ static void proc_report(lua_State *L, proc *p) {
     push_death(L, p);
   }
   lua_concat(L, 2);
-  crt_rt_log(rt, CRT_LOG_ERROR, lua_tostring(L, -1));
-  rt->nreported++;
+  crt_rt_report(rt, lua_tostring(L, -1));
   lua_settop(L, top);
 }
 
@@ -551,7 +550,7 @@ static void proc_check(proc *p) {
   }
   crt_ipc_close(&p->ep.ipc);
   if (!p->box)
-    proc_report(p->ep.rt->L, p);
+    proc_report(crt_lua(p->ep.rt), p);
 }
 
 static void proc_protocol_error(proc *p, const char *why) {
@@ -792,14 +791,14 @@ static void mgr_close(void *ud) {
       p->done = 1;
       p->killed = 1;
     } else if (p->box) {
-      proc_report(m->rt->L, p);
+      proc_report(crt_lua(m->rt), p);
     }
     crt_ipc_close(&p->ep.ipc);
     p = next;
   }
   m->procs = NULL;
-  lua_pushnil(m->rt->L);
-  lua_rawsetp(m->rt->L, LUA_REGISTRYINDEX, &mgr_key);
+  lua_pushnil(crt_lua(m->rt));
+  lua_rawsetp(crt_lua(m->rt), LUA_REGISTRYINDEX, &mgr_key);
   if (!uv_is_closing((uv_handle_t *)&m->sigchld))
     uv_close((uv_handle_t *)&m->sigchld, mgr_closed);
 }
@@ -834,7 +833,7 @@ static pmgr *mgr_get(lua_State *L, crt_runtime *rt) {
     return NULL;
   }
   /* Watch before the first spawn, so that no exit is missed. */
-  uv_signal_init(&rt->loop, &m->sigchld);
+  uv_signal_init(crt_rt_loop(rt), &m->sigchld);
   m->sigchld.data = &m->close_fn;
   uv_signal_start(&m->sigchld, on_sigchld, SIGCHLD);
   uv_unref((uv_handle_t *)&m->sigchld);
@@ -849,8 +848,8 @@ static pmgr *mgr_get(lua_State *L, crt_runtime *rt) {
  * executable itself, crt.so in a build or install directory, a host linked
  * statically next to crt). */
 static const char *find_exe(crt_runtime *rt, char *buf, size_t size) {
-  if (rt->cfg.exe_path && rt->cfg.exe_path[0])
-    return rt->cfg.exe_path;
+  if (crt_rt_config(rt)->exe_path && crt_rt_config(rt)->exe_path[0])
+    return crt_rt_config(rt)->exe_path;
   const char *env = getenv("CRT_EXE");
   if (env && env[0])
     return env;
@@ -927,7 +926,7 @@ static int start_child(crt_runtime *rt, proc *p, const char *exe) {
     return uv_translate_sys_error(e);
   }
   p->pid = (int)pid;
-  uv_pipe_init(&rt->loop, &p->ep.ipc.pipe, 0);
+  uv_pipe_init(crt_rt_loop(rt), &p->ep.ipc.pipe, 0);
   p->ep.ipc.pipe.data = &p->ep.ipc;
   e = uv_pipe_open(&p->ep.ipc.pipe, sv[0]);
   if (e) {
@@ -949,7 +948,7 @@ static int l_spawn(lua_State *L) {
   crt_runtime *rt = rt_of(L);
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return crt_typeerror(L, SPAWN, 1, "function");
-  if (rt->closing)
+  if (crt_rt_is_closing(rt))
     return crt_errorf(L, SPAWN, "the runtime is closing");
   int nvals = lua_gettop(L);
   char exebuf[PATH_MAX];
@@ -1105,8 +1104,7 @@ static void child_parent_gone(endpoint *ep) {
    * (on Linux PR_SET_PDEATHSIG already did; this covers the rest). A
    * parent that only closed its side (child:close) is not gone. */
   if (ep->ppid > 0 && getppid() != ep->ppid) {
-    ep->rt->exiting = 1;
-    ep->rt->exit_code = 1;
+    crt_rt_request_exit(ep->rt, 1);
   }
 }
 
@@ -1274,7 +1272,7 @@ int crt_child_main(int argc, char **argv) {
   ep->ppid = (int)ppid;
   ep->send_name = "crt.parent:send";
   ep->recv_name = "crt.parent:recv";
-  uv_pipe_init(&rt->loop, &ep->ipc.pipe, 0);
+  uv_pipe_init(crt_rt_loop(rt), &ep->ipc.pipe, 0);
   ep->ipc.pipe.data = &ep->ipc;
   if (uv_pipe_open(&ep->ipc.pipe, fd) != 0) {
     crt_ipc_msg_free(call);
@@ -1322,7 +1320,7 @@ int crt_child_main(int argc, char **argv) {
   crt_step(rt, CRT_UNTIL_DONE);
   /* What was sent must reach the parent before the process ends. */
   while (*pbox && crt_ipc_writing(&ep->ipc))
-    uv_run(&rt->loop, UV_RUN_ONCE);
+    uv_run(crt_rt_loop(rt), UV_RUN_ONCE);
   int code = crt_exit_code(rt);
   crt_close(rt);
   return code;

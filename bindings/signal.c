@@ -51,16 +51,15 @@ static void default_cb(uv_signal_t *h, int signum) {
   crt_sigwatch *w = h->data;
   crt_runtime *rt = w->io->rt;
   (void)signum;
-  if (rt->exiting || rt->closing) {
+  if (crt_rt_is_exiting(rt) || crt_rt_is_closing(rt)) {
     /* A second interrupt while crt is already ending: stop waiting for the
      * cleanup and die of the signal, as a program without a handler does. */
     signal(SIGINT, SIG_DFL);
     raise(SIGINT);
     return;
   }
-  rt->exit_code = 130;
-  rt->exiting = 1;
-  uv_stop(&rt->loop);
+  crt_rt_request_exit(rt, 130);
+  uv_stop(crt_rt_loop(rt));
 }
 
 static void sigint_user_add(crt_io *io) {
@@ -69,7 +68,7 @@ static void sigint_user_add(crt_io *io) {
 }
 
 static void sigint_user_remove(crt_io *io) {
-  if (--io->sigint_users == 0 && io->sigint_default && !io->rt->closing &&
+  if (--io->sigint_users == 0 && io->sigint_default && !crt_rt_is_closing(io->rt) &&
       !uv_is_closing((uv_handle_t *)&io->sigint_default->sig))
     uv_signal_start(&io->sigint_default->sig, default_cb, SIGINT);
 }
@@ -79,7 +78,7 @@ static void sigint_user_remove(crt_io *io) {
 static void watch_close_cb(uv_handle_t *h) {
   crt_sigwatch *w = h->data;
   if (w->fnref != LUA_NOREF)
-    luaL_unref(w->io->rt->L, LUA_REGISTRYINDEX, w->fnref);
+    luaL_unref(crt_lua(w->io->rt), LUA_REGISTRYINDEX, w->fnref);
   if (w->box)
     *w->box = NULL;
   if (w->io->sigint_default == w)
@@ -121,7 +120,7 @@ static crt_sigwatch *watch_new(crt_io *io, int signum, uv_signal_cb cb, int *err
   w->io = io;
   w->signum = signum;
   w->fnref = LUA_NOREF;
-  int r = uv_signal_init(&io->rt->loop, &w->sig);
+  int r = uv_signal_init(crt_rt_loop(io->rt), &w->sig);
   if (r < 0) {
     free(w);
     *err = r;
@@ -163,15 +162,15 @@ static void on_cb(uv_signal_t *h, int signum) {
   crt_sigwatch *w = h->data;
   crt_runtime *rt = w->io->rt;
   (void)signum;
-  if (w->stopped || rt->closing || rt->exiting)
+  if (w->stopped || crt_rt_is_closing(rt) || crt_rt_is_exiting(rt))
     return;
   int n;
-  if (crt_io_pcall(rt->L, spawn_handler, w, &n) != LUA_OK) {
-    lua_pushfstring(rt->L, "crt.signal.on: cannot start the handler: %s", lua_tostring(rt->L, -1));
-    crt_rt_log(rt, CRT_LOG_WARN, lua_tostring(rt->L, -1));
+  if (crt_io_pcall(crt_lua(rt), spawn_handler, w, &n) != LUA_OK) {
+    lua_pushfstring(crt_lua(rt), "crt.signal.on: cannot start the handler: %s", lua_tostring(crt_lua(rt), -1));
+    crt_rt_log(rt, CRT_LOG_WARN, lua_tostring(crt_lua(rt), -1));
     n++;
   }
-  lua_pop(rt->L, n);
+  lua_pop(crt_lua(rt), n);
 }
 
 static int l_on(lua_State *L) {
@@ -271,7 +270,7 @@ static int l_wait(lua_State *L) {
 
 static void install_default(crt_io *io) {
   struct sigaction sa;
-  if (!io->rt->owns_state || io->sigint_default)
+  if (!crt_rt_owns_state(io->rt) || io->sigint_default)
     return;
   if (sigaction(SIGINT, NULL, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
     return;
@@ -282,7 +281,7 @@ static void install_default(crt_io *io) {
   w->io = io;
   w->signum = SIGINT;
   w->fnref = LUA_NOREF;
-  if (uv_signal_init(&io->rt->loop, &w->sig) < 0) {
+  if (uv_signal_init(crt_rt_loop(io->rt), &w->sig) < 0) {
     free(w);
     return;
   }

@@ -170,8 +170,8 @@ crt_stream *crt_stream_new(crt_io *io, int kind, int *err) {
     *err = UV_ENOMEM;
     return NULL;
   }
-  int r = kind == CRT_STREAM_TCP ? uv_tcp_init(&io->rt->loop, &s->u.tcp)
-                                 : uv_pipe_init(&io->rt->loop, &s->u.pipe, 0);
+  int r = kind == CRT_STREAM_TCP ? uv_tcp_init(crt_rt_loop(io->rt), &s->u.tcp)
+                                 : uv_pipe_init(crt_rt_loop(io->rt), &s->u.pipe, 0);
   if (r < 0) {
     free(s);
     *err = r;
@@ -494,7 +494,7 @@ static int s_lines(lua_State *L) {
 
 static void free_wreq(crt_stream *s, wreq *w) {
   if (w->ref != LUA_NOREF)
-    luaL_unref(s->io->rt->L, LUA_REGISTRYINDEX, w->ref);
+    luaL_unref(crt_lua(s->io->rt), LUA_REGISTRYINDEX, w->ref);
   free(w);
 }
 

@@ -266,7 +266,7 @@ static pbox *default_pool(lua_State *L, tmod *m) {
 }
 
 static void check_open(lua_State *L, tmod *m, pbox *pb, const char *fname) {
-  if (m->closed || m->rt->closing)
+  if (m->closed || crt_rt_is_closing(m->rt))
     crt_errorf(L, fname, "the runtime is closing");
   if (!pb->p || crt_pool_closed(pb->p))
     crt_errorf(L, fname, "the pool is closed");
@@ -513,7 +513,7 @@ static void run_complete(crt_job *j) {
   }
   if (j->kind == CRT_JOB_CALL) {
     /* run/pool:run: the task is a future (no coroutine); complete it. */
-    lua_State *L = m->rt->L;
+    lua_State *L = crt_lua(m->rt);
     int n = push_outcome(L, j);
     int ok = lua_toboolean(L, -n);
     lua_remove(L, -n);
@@ -718,7 +718,7 @@ static void batch_free(batch *b) {
   if (b->progress)
     progress_draw(b, 1);
   crt_shared_release(b->upv);
-  lua_State *L = b->rt->L;
+  lua_State *L = crt_lua(b->rt);
   luaL_unref(L, LUA_REGISTRYINDEX, b->results);
   luaL_unref(L, LUA_REGISTRYINDEX, b->err);
   free(b->jobs);
@@ -766,7 +766,7 @@ static void map_complete(crt_job *j) {
   }
   b->jobs[(j->base - 1) / b->chunk] = NULL;
   b->ndone++;
-  lua_State *L = b->rt->L;
+  lua_State *L = crt_lua(b->rt);
   int top = lua_gettop(L);
   lua_checkstack(L, 8);
   if (j->status == CRT_JOB_OK) {
@@ -1083,7 +1083,7 @@ static int l_pool(lua_State *L) {
   if (!lua_isnoneornil(L, 1) && lua_type(L, 1) != LUA_TTABLE)
     return crt_typeerror(L, fname, 1, "table");
   lua_settop(L, 1);
-  if (m->closed || m->rt->closing)
+  if (m->closed || crt_rt_is_closing(m->rt))
     return crt_errorf(L, fname, "the runtime is closing");
   if (lua_istable(L, 1)) {
     if (lua_getfield(L, 1, "size") != LUA_TNIL) {
@@ -1160,7 +1160,7 @@ static int l_spawn(lua_State *L) {
   const char *fname = "crt.thread.spawn";
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return crt_typeerror(L, fname, 1, "function");
-  if (m->closed || m->rt->closing)
+  if (m->closed || crt_rt_is_closing(m->rt))
     return crt_errorf(L, fname, "the runtime is closing");
   int nargs = lua_gettop(L) - 1;
   /* The mailboxes: unbounded, so that send never waits. */
@@ -1257,14 +1257,14 @@ static void on_close(void *ud) {
     crt_job_free(j);
   }
   m->nfree = 0;
-  luaL_unref(m->rt->L, LUA_REGISTRYINDEX, m->last_ref);
+  luaL_unref(crt_lua(m->rt), LUA_REGISTRYINDEX, m->last_ref);
   m->last_ref = LUA_NOREF;
   m->last_fn = NULL;
 }
 
 static int default_size(crt_runtime *rt) {
-  if (rt->cfg.threads > 0)
-    return rt->cfg.threads;
+  if (crt_rt_config(rt)->threads > 0)
+    return crt_rt_config(rt)->threads;
   const char *env = getenv("CRT_THREADS");
   if (env && *env) {
     char *end;

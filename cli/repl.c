@@ -15,6 +15,7 @@
 
 #include "rt.h"
 #include "scheduler.h"
+#include "util.h"
 
 typedef struct reader {
   union {
@@ -124,9 +125,9 @@ static int l_readline(lua_State *L) {
     if (type == UV_FILE || type == UV_UNKNOWN_HANDLE)
       r->file = 1;
     else if (type == UV_TTY)
-      rc = uv_tty_init(&rt->loop, &r->h.tty, 0, 1);
+      rc = uv_tty_init(crt_rt_loop(rt), &r->h.tty, 0, 1);
     else {
-      rc = uv_pipe_init(&rt->loop, &r->h.pipe, 0);
+      rc = uv_pipe_init(crt_rt_loop(rt), &r->h.pipe, 0);
       if (rc == 0)
         rc = uv_pipe_open(&r->h.pipe, 0);
     }
