@@ -1,0 +1,2 @@
+#include "crt.h"
+int main(void){return 0;}
