@@ -189,11 +189,13 @@ lua_State *crt_lua(crt_runtime *rt) { return rt->L; }
 
 /* ---- protected engine work ---------------------------------------------- */
 
-/* The engine's own Lua work outside any task (starting the main task,
- * routing task ends, reports, shutdown) allocates, and on a memory error Lua
- * raises: it runs under lua_pcall so that the error is reported instead of
- * aborting the host through the panic handler. fn gets the runtime as a
- * light userdata at index 1 and `arg` as an integer at index 2. */
+/* The engine's own Lua work outside any task (routing task ends, reports,
+ * shutdown) allocates, and on a memory error Lua raises: it runs under
+ * lua_pcall so that the error is reported instead of aborting the host
+ * through the panic handler. Such an error can leave a task half-ended, so
+ * it ends the runtime (exit status 1), as an error in the main chunk does.
+ * fn gets the runtime as a light userdata at index 1 and `arg` as an
+ * integer at index 2. */
 static int rt_pcall(crt_runtime *rt, lua_CFunction fn, int arg) {
   lua_State *L = rt->L;
   lua_pushcfunction(L, fn);
@@ -202,8 +204,13 @@ static int rt_pcall(crt_runtime *rt, lua_CFunction fn, int arg) {
   int st = lua_pcall(L, 2, 0, 0);
   if (st != LUA_OK) {
     rt->draining = 0;
-    crt_rt_report(rt, lua_tostring(L, -1));
+    const char *msg = lua_tostring(L, -1);
+    char buf[200];
+    snprintf(buf, sizeof buf, "crt: %s", msg ? msg : "(error object is not a string)");
+    crt_rt_report(rt, buf);
     lua_pop(L, 1);
+    if (!rt->closing && !rt->exiting)
+      crt_rt_request_exit(rt, 1);
   }
   return st;
 }
