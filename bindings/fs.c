@@ -123,8 +123,8 @@ static int step_read(fs_op *op) {
     room = CHUNK;
   uv_buf_t ub = uv_buf_init(b->data + b->len, (unsigned)room);
   op->stage = ST_READ;
-  return uv_fs_read(crt_rt_loop(op->rt), &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub, 1,
-                    -1, fs_cb);
+  return uv_fs_read(crt_rt_loop(op->rt), &op->req, op->kind == K_FREAD ? op->file->fd : op->fd, &ub,
+                    1, -1, fs_cb);
 }
 
 static int step_write(fs_op *op) {
@@ -133,8 +133,8 @@ static int step_write(fs_op *op) {
     n = WRITE_CHUNK;
   uv_buf_t b = uv_buf_init((char *)op->data + op->done, (unsigned)n);
   op->stage = ST_WRITE;
-  return uv_fs_write(crt_rt_loop(op->rt), &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd, &b, 1,
-                     -1, fs_cb);
+  return uv_fs_write(crt_rt_loop(op->rt), &op->req, op->kind == K_FWRITE ? op->file->fd : op->fd,
+                     &b, 1, -1, fs_cb);
 }
 
 /* After an error or the last step of a call that opened op->fd. */

@@ -166,7 +166,8 @@ static void on_cb(uv_signal_t *h, int signum) {
     return;
   int n;
   if (crt_io_pcall(crt_lua(rt), spawn_handler, w, &n) != LUA_OK) {
-    lua_pushfstring(crt_lua(rt), "crt.signal.on: cannot start the handler: %s", lua_tostring(crt_lua(rt), -1));
+    lua_pushfstring(crt_lua(rt), "crt.signal.on: cannot start the handler: %s",
+                    lua_tostring(crt_lua(rt), -1));
     crt_rt_log(rt, CRT_LOG_WARN, lua_tostring(crt_lua(rt), -1));
     n++;
   }

@@ -28,12 +28,12 @@ struct crt_runtime {
   int closing;
 
   /* Scheduler (scheduler.c). */
-  crt_fifo ready;              /* tasks to resume, through crt_task.rnode */
+  crt_fifo ready; /* tasks to resume, through crt_task.rnode */
   size_t nready;
-  size_t nalive;               /* tasks not finished (pinned) */
-  crt_list alive;              /* live tasks (for shutdown), through crt_task.alink */
-  crt_list unobserved;         /* failed tasks nobody awaited yet, through crt_task.alink */
-  int ncollect_reports;        /* nreported at the last crt_step return */
+  size_t nalive;        /* tasks not finished (pinned) */
+  crt_list alive;       /* live tasks (for shutdown), through crt_task.alink */
+  crt_list unobserved;  /* failed tasks nobody awaited yet, through crt_task.alink */
+  int ncollect_reports; /* nreported at the last crt_step return */
   struct crt_task *main_task;
   uv_prepare_t prepare;
   uv_check_t check;
@@ -52,7 +52,7 @@ struct crt_runtime {
   uv_async_t async;
   pthread_mutex_t post_mu;
   crt_post *post_head, *post_tail; /* under post_mu */
-  int nhold; /* > 0: another thread may still post; keep the loop alive */
+  int nhold;                       /* > 0: another thread may still post; keep the loop alive */
 
   /* Subsystems shut down (after tasks are cancelled, before handles close). */
   crt_close_hook *hooks;

@@ -44,9 +44,9 @@ struct crt_task {
   void *unpark_data;
   lua_KFunction k;
   lua_KContext kctx;
-  crt_task *awaiters;      /* tasks parked awaiting this one */
-  crt_task *await_next;    /* link in the awaited task's list */
-  crt_link alink;          /* rt->alive while alive; rt->unobserved after */
+  crt_task *awaiters;   /* tasks parked awaiting this one */
+  crt_task *await_next; /* link in the awaited task's list */
+  crt_link alink;       /* rt->alive while alive; rt->unobserved after */
   notify *notify;
   int ref;  /* registry pin while alive, LUA_NOREF after */
   int oref; /* a future's outcome table in the registry (see crt_task_future) */
@@ -200,17 +200,26 @@ static void report(lua_State *L, crt_task *t, const char *what) {
   lua_pop(L, 1);
 }
 
+/* A notification is unlinked only once offered: when an offer raises (out
+ * of memory) the rest stays in the list, freed by crt_task_finalize. */
 static void notify_all(crt_task *t) {
   lua_State *L = t->rt->L;
-  notify *n = t->notify;
-  t->notify = NULL;
-  while (n) {
-    notify *next = n->next;
+  notify *n;
+  while ((n = t->notify) != NULL) {
     lua_pushinteger(L, n->tag);
     crt_chan_offer(L, n->ch);
+    t->notify = n->next;
     crt_chan_release(n->ch);
     free(n);
-    n = next;
+  }
+}
+
+static void notify_free(crt_task *t) {
+  notify *n;
+  while ((n = t->notify) != NULL) {
+    t->notify = n->next;
+    crt_chan_release(n->ch);
+    free(n);
   }
 }
 
@@ -687,6 +696,7 @@ void crt_task_finalize(lua_State *L, crt_task *t) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->oref);
     t->oref = LUA_NOREF;
   }
+  notify_free(t); /* left by an end that ran out of memory */
 }
 
 void crt_sched_report_unobserved(crt_runtime *rt) {
