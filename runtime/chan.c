@@ -1309,11 +1309,18 @@ static int chan_new_lua(lua_State *L) {
       return crt_argerror(L, "crt.channel", 1, "capacity must be >= 0");
     cap = (size_t)n;
   }
+  /* The proxy first: once the channel exists, nothing may raise before
+   * the proxy (its finalizer) holds it. */
+  proxy *p = lua_newuserdatauv(L, sizeof *p, 0);
   crt_chan *ch = chan_new(cap);
   if (!ch)
     return luaL_error(L, "crt.channel: not enough memory");
-  push_proxy(L, ch);
-  crt_chan_release(ch); /* the proxy holds it */
+  p->ch = ch; /* the proxy holds chan_new's reference */
+  luaL_setmetatable(L, CRT_CHAN_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &proxies_key);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, ch);
+  lua_pop(L, 1);
   return 1;
 }
 

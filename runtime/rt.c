@@ -387,6 +387,12 @@ static void count_walk(uv_handle_t *h, void *arg) {
   lo->n++;
 }
 
+static void force_close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
 static int protected_cancel(lua_State *L) {
   crt_sched_cancel_all(rt_arg(L), (int)lua_tointeger(L, 2));
   return 0;
@@ -443,6 +449,11 @@ int crt_rt_shutdown(crt_runtime *rt) {
              lo.n, lo.types, lo.n > 8 ? ", ..." : "");
     crt_rt_log(rt, CRT_LOG_ERROR, msg);
     status = CRT_EX_SOFTWARE;
+    /* Then close them without their owners' help, so that the loop's own
+     * resources can still be freed. */
+    uv_walk(&rt->loop, force_close_walk, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
   }
   return status;
 }
