@@ -290,11 +290,8 @@ static int chan_new(lua_State *L) {
       return crt_argerror(L, "crt.channel", 1, "capacity must be >= 0");
     cap = (size_t)n;
   }
-  crt_chan *ch = crt_chan_new(cap);
-  if (!ch)
+  if (!crt_chan_push_new(L, cap))
     return crt_errorf(L, "crt.channel", "not enough memory");
-  crt_chan_push_proxy(L, ch);
-  crt_chan_release(ch); /* the proxy holds it */
   return 1;
 }
 

@@ -4,7 +4,8 @@
  * and the methods of task and timer objects.
  *
  * Loop thread only (the state that owns the runtime). Every function finds
- * the runtime in its first upvalue.
+ * the runtime in its first upvalue. The scheduler (runtime/scheduler.c)
+ * raises nothing: the errors of these calls are raised here.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <lauxlib.h>
 
 #include "chan.h"
+#include "lib.h"
 #include "util.h"
 #include "rt.h"
 #include "scheduler.h"
@@ -22,17 +24,14 @@
 static crt_runtime *rt_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 static crt_task *check_task(lua_State *L, int idx, const char *fname) {
-  crt_task *t = luaL_testudata(L, idx, CRT_TASK_MT);
-  if (!t)
-    crt_typeerror(L, fname, idx, "task");
-  return t;
+  return crt_checkbox(L, idx, CRT_TASK_MT, "task", fname);
 }
 
 static int l_spawn(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return crt_typeerror(L, "crt.spawn", 1, "function");
   crt_runtime *rt = rt_of(L);
-  if (rt->closing)
+  if (crt_rt_is_closing(rt))
     return crt_errorf(L, "crt.spawn", "the runtime is closing");
   crt_task_spawn(rt, L, lua_gettop(L) - 1);
   return 1;
@@ -68,10 +67,31 @@ static int l_now(lua_State *L) {
 
 /* ---- task methods -------------------------------------------------------- */
 
-static int t_await(lua_State *L) {
-  crt_task *t = check_task(L, 1, "task:await");
-  return crt_task_await(L, t);
+/* The outcome of a finished task: its results, or its error re-raised. */
+static int outcome(lua_State *L, crt_task *t) {
+  int n = crt_task_push_outcome(L, t);
+  if (n == CRT_TASK_RAISE)
+    return lua_error(L);
+  if (n == CRT_TASK_NOSTACK)
+    return luaL_error(L, "stack overflow (too many results to await)");
+  return n;
 }
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return outcome(L, (crt_task *)ctx);
+}
+
+static int await_task(lua_State *L, crt_task *target) {
+  if (!crt_task_alive(target))
+    return outcome(L, target);
+  crt_task *self = crt_task_require(L, "task:await");
+  if (self == target)
+    return crt_errorf(L, "task:await", "a task cannot await itself");
+  return crt_task_await(L, self, target, await_k);
+}
+
+static int t_await(lua_State *L) { return await_task(L, check_task(L, 1, "task:await")); }
 
 static int t_cancel(lua_State *L) {
   crt_task *t = check_task(L, 1, "task:cancel");
@@ -108,7 +128,8 @@ static int l_notify(lua_State *L) {
   if (!ch)
     return crt_typeerror(L, "crt._notify", 2, "channel");
   lua_Integer tag = luaL_checkinteger(L, 3);
-  crt_task_notify(L, t, ch, tag);
+  if (crt_task_notify(L, t, ch, tag) < 0)
+    return luaL_error(L, "not enough memory");
   return 0;
 }
 
@@ -135,9 +156,9 @@ typedef struct ltimer {
 
 static void ltimer_unpin(ltimer *lt) {
   if (lt->selfref != LUA_NOREF) {
-    luaL_unref(lt->rt->L, LUA_REGISTRYINDEX, lt->selfref);
+    luaL_unref(crt_lua(lt->rt), LUA_REGISTRYINDEX, lt->selfref);
     lt->selfref = LUA_NOREF;
-    lt->rt->nkeepalive--;
+    crt_rt_keepalive(lt->rt, -1);
   }
 }
 
@@ -159,12 +180,21 @@ static int ltimer_run(lua_State *L) {
   return 0;
 }
 
+/* Start the task of one firing (protected: it allocates). The timer object
+ * is at index 1. */
+static int ltimer_spawn(lua_State *L) {
+  ltimer *lt = lua_touserdata(L, 1);
+  lua_pushcclosure(L, ltimer_run, 1);
+  crt_task_spawn(lt->rt, L, 0);
+  return 0;
+}
+
 static void ltimer_fire(crt_timer *tm) {
   ltimer *lt = (ltimer *)tm;
   crt_runtime *rt = lt->rt;
-  lua_State *L = rt->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->selfref);
-  lua_pushcclosure(L, ltimer_run, 1);
+  lua_State *L = crt_lua(rt);
+  lua_pushcfunction(L, ltimer_spawn);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->selfref); /* kept alive on the stack */
   if (lt->interval > 0) {
     /* Re-arm from the due time, not from now, so `every` does not drift;
      * when the loop fell behind, the next firing is one interval away. */
@@ -176,8 +206,10 @@ static void ltimer_fire(crt_timer *tm) {
   } else {
     ltimer_unpin(lt);
   }
-  crt_task_spawn(rt, L, 0);
-  lua_pop(L, 1);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* out of memory: this firing is lost */
+    crt_rt_report(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
 }
 
 static int new_timer(lua_State *L, const char *fname, int repeat) {
@@ -197,7 +229,7 @@ static int new_timer(lua_State *L, const char *fname, int repeat) {
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -1);
   lt->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
-  rt->nkeepalive++;
+  crt_rt_keepalive(rt, 1);
   crt_timer_start(rt, &lt->tm, s);
   return 1;
 }
@@ -206,12 +238,10 @@ static int l_after(lua_State *L) { return new_timer(L, "crt.after", 0); }
 static int l_every(lua_State *L) { return new_timer(L, "crt.every", 1); }
 
 static int timer_stop(lua_State *L) {
-  ltimer *lt = luaL_testudata(L, 1, TIMER_MT);
-  if (!lt)
-    return crt_typeerror(L, "timer:stop", 1, "timer");
+  ltimer *lt = crt_checkbox(L, 1, TIMER_MT, "timer", "timer:stop");
   int was = !lt->stopped && (crt_timer_armed(&lt->tm) || lt->selfref != LUA_NOREF);
   lt->stopped = 1;
-  if (!lt->rt->closing)
+  if (!crt_rt_is_closing(lt->rt))
     crt_timer_stop(lt->rt, &lt->tm);
   ltimer_unpin(lt);
   lua_pushboolean(L, was);
@@ -229,7 +259,7 @@ static int timer_gc(lua_State *L) {
 static int l_exit(lua_State *L) {
   crt_runtime *rt = rt_of(L);
   /* No code: 0, or 1 when an error nobody awaited was reported. */
-  int code = rt->nreported ? 1 : 0;
+  int code = crt_rt_nreported(rt) ? 1 : 0;
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
   else if (!lua_isnoneornil(L, 1)) {
@@ -239,23 +269,20 @@ static int l_exit(lua_State *L) {
       return crt_typeerror(L, "crt.exit", 1, "integer");
     code = (int)n;
   }
-  rt->exit_code = code;
-  rt->exiting = 1;
+  crt_rt_request_exit(rt, code);
   crt_task *t = crt_task_current(L);
   if (t) {
     /* The task stops here; crt_step returns and the host closes the runtime,
      * which cancels the remaining tasks (this one included). */
     return crt_task_park(L, t, NULL, NULL, NULL, 0);
   }
-  if (!rt->owns_state && !rt->draining) {
+  if (!crt_rt_owns_state(rt) && !crt_rt_is_draining(rt)) {
     /* Module mode, outside any task: like os.exit. */
     fflush(NULL);
     exit(code);
   }
   return 0;
 }
-
-int crt_rt_run_until(crt_runtime *rt, crt_task *t); /* rt.c */
 
 static int l_run(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION)
@@ -264,9 +291,9 @@ static int l_run(lua_State *L) {
   if (crt_task_current(L)) {
     /* Inside a task (a script run by crt): run fn as a task and await it. */
     crt_task *t = crt_task_spawn(rt, L, lua_gettop(L) - 1);
-    return crt_task_await(L, t);
+    return await_task(L, t);
   }
-  if (rt->draining)
+  if (crt_rt_is_draining(rt))
     return crt_errorf(L, "crt.run", "cannot run the loop from inside a plain coroutine of a task");
   crt_task *t = crt_task_spawn(rt, L, lua_gettop(L) - 1);
   int top = lua_gettop(L);
@@ -274,32 +301,34 @@ static int l_run(lua_State *L) {
   lua_settop(L, top);
   if (rc == CRT_EEXIT) {
     fflush(NULL);
-    exit(rt->exit_code);
+    exit(crt_rt_exit_status(rt));
   }
   if (rc == CRT_EDEADLOCK)
     return crt_errorf(L, "crt.run",
                       "deadlock: every task waits on a channel or on another "
                       "task, and nothing can wake them");
-  return crt_task_push_outcome(L, t);
+  return outcome(L, t);
 }
 
 static int l_stats(lua_State *L) {
-  crt_runtime *rt = rt_of(L);
+  crt_rt_stats st;
+  crt_rt_get_stats(rt_of(L), &st);
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, (lua_Integer)rt->nalive);
+  lua_pushinteger(L, (lua_Integer)st.tasks);
   lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, (lua_Integer)rt->nready);
+  lua_pushinteger(L, (lua_Integer)st.ready);
   lua_setfield(L, -2, "ready");
-  lua_pushinteger(L, (lua_Integer)crt_timers_count(rt));
+  lua_pushinteger(L, (lua_Integer)st.timers);
   lua_setfield(L, -2, "timers");
-  lua_pushinteger(L, (lua_Integer)rt->nkeepalive);
+  lua_pushinteger(L, (lua_Integer)st.keepalive);
   lua_setfield(L, -2, "keepalive");
   return 1;
 }
 
-static int cancelled_tostring(lua_State *L) {
-  lua_pushliteral(L, "crt.Cancelled");
-  return 1;
+/* The task object's finalizer (the engine reports an unawaited failure). */
+static int t_gc(lua_State *L) {
+  crt_task_finalize(L, lua_touserdata(L, 1));
+  return 0;
 }
 
 int crt_open_task(lua_State *L) {
@@ -310,33 +339,14 @@ int crt_open_task(lua_State *L) {
                                           {"status", t_status},
                                           {"done", t_done},
                                           {NULL, NULL}};
-  if (luaL_newmetatable(L, CRT_TASK_MT)) {
-    luaL_newlib(L, task_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, t_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, crt_task_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, TIMER_MT)) {
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, timer_stop);
-    lua_setfield(L, -2, "stop");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, timer_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg task_meta[] = {{"__tostring", t_tostring}, {"__gc", t_gc}, {NULL, NULL}};
+  crt_newclass(L, CRT_TASK_MT, task_methods, task_meta, 0);
+  static const luaL_Reg timer_methods[] = {{"stop", timer_stop}, {NULL, NULL}};
+  static const luaL_Reg timer_meta[] = {{"__gc", timer_gc}, {NULL, NULL}};
+  crt_newclass(L, TIMER_MT, timer_methods, timer_meta, 0);
 
   /* crt.Cancelled: a unique value, compared with ==. */
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, cancelled_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "crt.Cancelled");
-  lua_setfield(L, -2, "__name");
-  lua_setmetatable(L, -2);
+  crt_new_cancelled(L);
   lua_pushvalue(L, -1);
   crt_sched_set_cancelled(L);
   lua_setfield(L, -2, "Cancelled");

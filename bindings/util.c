@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "scheduler.h"
 #include "util.h"
 
 int crt_errorf(lua_State *L, const char *fname, const char *fmt, ...) {
@@ -91,6 +92,15 @@ int crt_newclass(lua_State *L, const char *mt, const luaL_Reg *methods, const lu
   }
   lua_pop(L, 1 + nup);
   return created;
+}
+
+crt_task *crt_task_require(lua_State *L, const char *fname) {
+  crt_task *t = crt_task_current(L);
+  if (!t)
+    crt_errorf(L, fname,
+               "must be called from a task (not from the main state or a plain "
+               "coroutine; in module mode wrap the code in crt.run)");
+  return t;
 }
 
 static int cancelled_tostring(lua_State *L) {

@@ -48,6 +48,11 @@ void *crt_checkptr(lua_State *L, int idx, const char *mt, const char *tname, con
 int crt_newclass(lua_State *L, const char *mt, const luaL_Reg *methods, const luaL_Reg *meta,
                  int nup);
 
+struct crt_task;
+/* The task running L (crt_task_current), or raise "<fname>: must be called
+ * from a task (...)" when L is not a task's coroutine. */
+struct crt_task *crt_task_require(lua_State *L, const char *fname);
+
 /* Push a new unique crt.Cancelled value (a userdata whose tostring is
  * "crt.Cancelled"), one per state: the caller stores it as crt.Cancelled
  * and hands it to the engine. */

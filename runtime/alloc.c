@@ -132,7 +132,13 @@ static int panic(lua_State *L) {
   return 0; /* then Lua aborts */
 }
 
-lua_State *crt_arena_newstate(void) {
+lua_State *crt_arena_newstate(lua_Alloc f, void *ud) {
+  if (f) {
+    lua_State *L = lua_newstate(f, ud);
+    if (L)
+      lua_atpanic(L, panic);
+    return L;
+  }
   crt_arena *a = crt_arena_new();
   if (!a)
     return NULL;

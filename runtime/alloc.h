@@ -22,10 +22,11 @@ crt_arena *crt_arena_new(void);
 void crt_arena_free(crt_arena *a);
 /* The lua_Alloc function; ud is the arena. */
 void *crt_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
-/* A new state using a new arena (freed by crt_arena_close_state). With the
- * panic handler and the standard libraries not yet opened. */
-lua_State *crt_arena_newstate(void);
-/* lua_close the state and free its arena. */
+/* A new state with crt's panic handler (the standard libraries not yet
+ * opened). Its allocator is f with ud (a host's crt_config.alloc) or, when
+ * f is NULL, a new arena (freed by crt_arena_close_state). */
+lua_State *crt_arena_newstate(lua_Alloc f, void *ud);
+/* lua_close the state and free its arena (if it has one). */
 void crt_arena_close_state(lua_State *L);
 
 #endif

@@ -175,6 +175,26 @@ void crt_chan_push_proxy(lua_State *L, crt_chan *ch) {
   lua_remove(L, -2);
 }
 
+crt_chan *crt_chan_push_new(lua_State *L, size_t cap) {
+  /* The proxy first, empty: if anything below runs out of memory, the
+   * proxy's finalizer (which skips an empty box) or the proxy itself owns
+   * the channel, so nothing leaks. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &proxies_key);
+  crt_chan **p = lua_newuserdatauv(L, sizeof *p, 0);
+  *p = NULL;
+  luaL_setmetatable(L, CRT_CHAN_MT);
+  crt_chan *ch = crt_chan_new(cap);
+  if (!ch) {
+    lua_pop(L, 2);
+    return NULL;
+  }
+  *p = ch; /* the proxy holds crt_chan_new's reference */
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, ch);
+  lua_remove(L, -2);
+  return ch;
+}
+
 crt_chan *crt_chan_test(lua_State *L, int idx) {
   crt_chan **p = luaL_testudata(L, idx, CRT_CHAN_MT);
   return p ? *p : NULL;

@@ -49,6 +49,10 @@ enum { CRT_CHAN_OP_RECV, CRT_CHAN_OP_SEND };
 /* A new channel of capacity cap (0: rendezvous; CRT_CHAN_UNBOUNDED), with
  * one reference; NULL when out of memory. */
 crt_chan *crt_chan_new(size_t cap);
+/* A new channel and its proxy pushed on L (crt.channel): the proxy owns the
+ * channel. Returns NULL (nothing pushed) when memory for the channel cannot
+ * be had; a Lua memory error while pushing leaks nothing. */
+crt_chan *crt_chan_push_new(lua_State *L, size_t cap);
 void crt_chan_retain(crt_chan *ch);
 void crt_chan_release(crt_chan *ch);
 

@@ -1,11 +1,12 @@
 /*
- * rt.c - the runtime object: opening and closing it, driving the loop
- * (crt_step), deadlock detection, logging and the error helpers shared by
- * the bindings.
+ * rt.c - the runtime object: creating it on a Lua state (crt_rt_new),
+ * loading and starting the main task, driving the loop (crt_step), deadlock
+ * detection, cross-thread posts, logging, shutdown (with the check that the
+ * loop closed) and closing it. The Lua face (the crt table, crt_open's
+ * state, module mode) is assembled by bindings/crt.c on top of this.
  *
- * Loop thread only. The runtime is found from Lua through a registry entry;
- * in module mode (require "crt" from a stock lua5.4) a sentinel userdata in
- * the registry closes it when the state closes.
+ * Loop thread only (crt_rt_post: any thread). The runtime is found from Lua
+ * through a registry entry.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -15,14 +16,12 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "rt.h"
+#include "rt_impl.h"
 #include "alloc.h"
 #include "chan.h"
 #include "scheduler.h"
 
 static const char rt_key = 'R';
-
-int crt_open_lib(lua_State *L, crt_runtime *rt); /* bindings/crt.c */
 
 void crt_config_init(crt_config *config) {
   memset(config, 0, sizeof *config);
@@ -50,7 +49,7 @@ void crt_rt_log(crt_runtime *rt, crt_log_level level, const char *msg) {
   if (level == CRT_LOG_ERROR)
     crt_rt_set_error(rt, msg);
   if (rt->cfg.log) {
-    rt->cfg.log(rt->cfg.log_ud, level, msg);
+    rt->cfg.log(rt->cfg.log_ud, level, msg ? msg : "(no message)");
   } else {
     fflush(stdout);
     fprintf(stderr, "%s\n", msg);
@@ -67,6 +66,7 @@ int crt_rt_is_exiting(crt_runtime *rt) { return rt->exiting; }
 int crt_rt_is_draining(crt_runtime *rt) { return rt->draining; }
 int crt_rt_owns_state(crt_runtime *rt) { return rt->owns_state; }
 int crt_rt_nreported(crt_runtime *rt) { return rt->nreported; }
+int crt_rt_exit_status(crt_runtime *rt) { return rt->exit_code; }
 void crt_rt_keepalive(crt_runtime *rt, int delta) { rt->nkeepalive += (size_t)(ptrdiff_t)delta; }
 
 void crt_rt_request_exit(crt_runtime *rt, int code) {
@@ -85,8 +85,6 @@ void crt_rt_get_stats(crt_runtime *rt, crt_rt_stats *out) {
   out->timers = crt_timers_count(rt);
   out->keepalive = rt->nkeepalive;
 }
-
-/* ---- opening --------------------------------------------------------- */
 
 /* ---- cross-thread posts ------------------------------------------------ */
 
@@ -143,9 +141,13 @@ int crt_rt_on_close(crt_runtime *rt, void (*fn)(void *ud), void *ud) {
 static void on_prepare(uv_prepare_t *h) { crt_sched_drain(h->data); }
 static void on_check(uv_check_t *h) { crt_sched_drain(h->data); }
 
-/* Attach a fresh runtime to L (which has the standard library) and push the
- * crt table. */
-static crt_runtime *attach(lua_State *L, const crt_config *config, int owns_state) {
+/* ---- opening --------------------------------------------------------- */
+
+crt_runtime *crt_rt_new(lua_State *L, const crt_config *config, int owns_state) {
+  /* The registry entry first, while nothing needs freeing: setting it may
+   * raise a memory error; replacing its value below cannot. */
+  lua_pushboolean(L, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
   crt_runtime *rt = calloc(1, sizeof *rt);
   if (!rt)
     return NULL;
@@ -180,58 +182,91 @@ static crt_runtime *attach(lua_State *L, const crt_config *config, int owns_stat
   uv_unref((uv_handle_t *)&rt->idle);
   lua_pushlightuserdata(L, rt);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
-  crt_open_lib(L, rt);
-  return rt;
-}
-
-crt_runtime *crt_open(const crt_config *config) {
-  lua_State *L = crt_arena_newstate();
-  if (!L)
-    return NULL;
-  luaL_openlibs(L);
-  crt_runtime *rt = attach(L, config, 1);
-  if (!rt) {
-    crt_arena_close_state(L);
-    return NULL;
-  }
-  /* The crt table is at the top: make it require "crt" and, for scripts, the
-   * global crt. */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "crt");
-  lua_pop(L, 1);
-  if (rt->cfg.set_global)
-    lua_setglobal(L, "crt");
-  else
-    lua_pop(L, 1);
   return rt;
 }
 
 lua_State *crt_lua(crt_runtime *rt) { return rt->L; }
 uv_loop_t *crt_loop(crt_runtime *rt) { return &rt->loop; }
 
+/* ---- protected engine work ---------------------------------------------- */
+
+/* The engine's own Lua work outside any task (routing task ends, reports,
+ * shutdown) allocates, and on a memory error Lua raises: it runs under
+ * lua_pcall so that the error is reported instead of aborting the host
+ * through the panic handler. Such an error can leave a task half-ended, so
+ * it ends the runtime (exit status 1), as an error in the main chunk does.
+ * fn gets the runtime as a light userdata at index 1 and `arg` as an
+ * integer at index 2. */
+static int rt_pcall(crt_runtime *rt, lua_CFunction fn, int arg) {
+  lua_State *L = rt->L;
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, rt);
+  lua_pushinteger(L, arg);
+  int st = lua_pcall(L, 2, 0, 0);
+  if (st != LUA_OK) {
+    rt->draining = 0;
+    const char *msg = lua_tostring(L, -1);
+    char buf[200];
+    snprintf(buf, sizeof buf, "crt: %s", msg ? msg : "(error object is not a string)");
+    crt_rt_report(rt, buf);
+    lua_pop(L, 1);
+    if (!rt->closing && !rt->exiting)
+      crt_rt_request_exit(rt, 1);
+  }
+  return st;
+}
+
+static crt_runtime *rt_arg(lua_State *L) { return lua_touserdata(L, 1); }
+
 /* ---- the main task -------------------------------------------------------- */
 
 /* The function and nargs arguments at the top of rt->L become the main task. */
+static int protected_start(lua_State *L) {
+  crt_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  rt->main_task = crt_task_spawn(rt, L, lua_gettop(L) - 1);
+  return 0;
+}
+
 int crt_start_main(crt_runtime *rt, int nargs) {
+  lua_State *L = rt->L;
   if (rt->closing) {
-    lua_pop(rt->L, nargs + 1);
+    lua_pop(L, nargs + 1);
     return CRT_EFAILED;
   }
-  crt_task *t = crt_task_spawn(rt, rt->L, nargs);
-  rt->main_task = t;
-  lua_pop(rt->L, 1);
+  lua_pushcfunction(L, protected_start);
+  lua_insert(L, -(nargs + 2));
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, nargs + 2, 0, 0) != LUA_OK) {
+    crt_rt_set_error(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return CRT_ENOMEM; /* the only error crt_task_spawn raises */
+  }
   return 0;
 }
 
 static int load_failed(crt_runtime *rt, int st) {
   crt_rt_set_error(rt, lua_tostring(rt->L, -1));
   lua_pop(rt->L, 1);
-  return st == LUA_ERRFILE ? CRT_EFILE : CRT_ESYNTAX;
+  return st == LUA_ERRFILE ? CRT_EFILE : st == LUA_ERRMEM ? CRT_ENOMEM : CRT_ESYNTAX;
+}
+
+/* luaL_loadfile itself pushes the chunk name unprotected. */
+static int protected_loadfile(lua_State *L) {
+  const char *path = lua_touserdata(L, 1);
+  lua_pushinteger(L, luaL_loadfile(L, path));
+  return 2;
 }
 
 int crt_dofile(crt_runtime *rt, const char *path) {
-  int st = luaL_loadfile(rt->L, path);
+  lua_State *L = rt->L;
+  lua_pushcfunction(L, protected_loadfile);
+  lua_pushlightuserdata(L, (void *)path);
+  int st = lua_pcall(L, 1, 2, 0);
+  if (st != LUA_OK)
+    return load_failed(rt, st);
+  st = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
   if (st != LUA_OK)
     return load_failed(rt, st);
   return crt_start_main(rt, 0);
@@ -248,32 +283,26 @@ int crt_dostring(crt_runtime *rt, const char *chunk, const char *name) {
 
 static int pending(crt_runtime *rt) { return (int)(rt->nalive + rt->nkeepalive); }
 
-/* Runs the scheduler under a protected call: the scheduler itself raises
- * only on memory errors, and those must not abort a host. */
 static int protected_drain(lua_State *L) {
-  crt_sched_drain(lua_touserdata(L, 1));
+  crt_sched_drain(rt_arg(L));
   return 0;
 }
 
 static void drain(crt_runtime *rt) {
-  if (!rt->ready_head)
-    return;
-  lua_State *L = rt->L;
-  lua_pushcfunction(L, protected_drain);
-  lua_pushlightuserdata(L, rt);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    crt_rt_log(rt, CRT_LOG_ERROR, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    rt->draining = 0;
-  }
+  if (rt->ready.head)
+    rt_pcall(rt, protected_drain, 0);
 }
 
 /* After the last task ended: report the failed tasks nobody awaited (a full
  * collection first reports the unreachable ones through their finalizers). */
-static void final_reports(crt_runtime *rt) {
+static int protected_reports(lua_State *L) {
+  crt_runtime *rt = rt_arg(L);
   lua_gc(rt->L, LUA_GCCOLLECT);
   crt_sched_report_unobserved(rt);
+  return 0;
 }
+
+static void final_reports(crt_runtime *rt) { rt_pcall(rt, protected_reports, 0); }
 
 int crt_step(crt_runtime *rt, crt_step_mode mode) {
   if (rt->draining)
@@ -288,7 +317,7 @@ int crt_step(crt_runtime *rt, crt_step_mode mode) {
     case CRT_ONCE:
       drain(rt);
       if (pending(rt) && !rt->exiting)
-        uv_run(&rt->loop, rt->ready_head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        uv_run(&rt->loop, rt->ready.head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
       drain(rt);
       break;
     case CRT_UNTIL_DONE:
@@ -296,19 +325,17 @@ int crt_step(crt_runtime *rt, crt_step_mode mode) {
         drain(rt);
         if (rt->exiting || !pending(rt))
           break;
-        if (!rt->ready_head && !uv_loop_alive(&rt->loop)) {
+        if (!rt->ready.head && !uv_loop_alive(&rt->loop)) {
           char msg[160];
           snprintf(msg, sizeof msg,
                    "crt: deadlock: %d task(s) wait on channels or on each other, and "
                    "nothing can wake them",
                    (int)rt->nalive);
-          crt_rt_log(rt, CRT_LOG_ERROR, msg);
-          rt->nreported++;
-          rt->exiting = 1;
-          rt->exit_code = 1;
+          crt_rt_report(rt, msg);
+          crt_rt_request_exit(rt, 1);
           return CRT_EDEADLOCK;
         }
-        uv_run(&rt->loop, rt->ready_head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        uv_run(&rt->loop, rt->ready.head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
       }
       break;
     }
@@ -345,13 +372,48 @@ static void close_walk(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
-/* Everything but the Lua state: used by crt_close and by the module-mode
- * sentinel's finalizer. */
-static void detach(crt_runtime *rt) {
+/* libuv handles left open after shutdown: a bug (of a binding or a host
+ * that opened a handle on crt_rt_loop and did not close it). */
+typedef struct leftover {
+  int n;
+  char types[200];
+} leftover;
+
+static void count_walk(uv_handle_t *h, void *arg) {
+  leftover *lo = arg;
+  size_t len = strlen(lo->types);
+  if (lo->n < 8)
+    snprintf(lo->types + len, sizeof lo->types - len, "%s%s", lo->n ? ", " : "",
+             uv_handle_type_name(uv_handle_get_type(h)));
+  lo->n++;
+}
+
+static void force_close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static int protected_cancel(lua_State *L) {
+  crt_sched_cancel_all(rt_arg(L), (int)lua_tointeger(L, 2));
+  return 0;
+}
+
+/* Cancel every task under a protected call; a memory error (reported) is
+ * retried a few times, each round getting further. */
+static void cancel_all(crt_runtime *rt, int abandon) {
+  for (int round = 0; round < 8; round++)
+    if (rt_pcall(rt, protected_cancel, abandon) == LUA_OK)
+      return;
+}
+
+int crt_rt_shutdown(crt_runtime *rt) {
+  if (rt->closing)
+    return crt_exit_code(rt);
   rt->closing = 1;
   int code = rt->exiting;
   rt->exiting = 0;
-  crt_sched_cancel_all(rt, 0);
+  cancel_all(rt, 0);
   /* Subsystems stop their threads and children; what they post back while
    * stopping is run, then the tasks they woke get a last chance to end, and
    * what is left is abandoned: no other thread can wake it any more. */
@@ -362,7 +424,7 @@ static void detach(crt_runtime *rt) {
   free(rt->hooks);
   rt->hooks = NULL;
   on_async(&rt->async);
-  crt_sched_cancel_all(rt, 1);
+  cancel_all(rt, 1);
   rt->exiting = code;
   final_reports(rt);
   crt_timers_close(rt);
@@ -379,19 +441,33 @@ static void detach(crt_runtime *rt) {
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_walk(&rt->loop, close_walk, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&rt->loop);
+  int status = crt_exit_code(rt);
+  if (uv_loop_close(&rt->loop) != 0) {
+    leftover lo = {0, ""};
+    uv_walk(&rt->loop, count_walk, &lo);
+    char msg[320];
+    snprintf(msg, sizeof msg, "crt: internal error: %d libuv handle(s) still open at close (%s%s)",
+             lo.n, lo.types, lo.n > 8 ? ", ..." : "");
+    crt_rt_log(rt, CRT_LOG_ERROR, msg);
+    status = CRT_EX_SOFTWARE;
+    /* Then close them without their owners' help, so that the loop's own
+     * resources can still be freed. */
+    uv_walk(&rt->loop, force_close_walk, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
+  }
+  return status;
 }
 
 /* Close rt and return the status a process should exit with, which the
  * shutdown itself can change (an error nobody awaited found while tasks and
- * children wind down). */
+ * children wind down; a libuv handle left open: 70). */
 int crt_close(crt_runtime *rt) {
   if (!rt)
     return 0;
   lua_State *L = rt->L;
-  detach(rt);
-  int code = crt_exit_code(rt);
-  lua_pushnil(L);
+  int code = crt_rt_shutdown(rt);
+  lua_pushnil(L); /* replacing a value: allocates nothing */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
   if (rt->owns_state)
     crt_arena_close_state(L);
@@ -410,44 +486,12 @@ const char *crt_strerror(int code) {
   case CRT_ESYNTAX: return "the chunk has a syntax error";
   case CRT_EFILE: return "the file cannot be read";
   case CRT_EDEADLOCK: return "deadlock: every task waits and nothing can wake them";
+  case CRT_ENOMEM: return "not enough memory";
   default: return "unknown error";
   }
 }
 
 /* ---- module mode ------------------------------------------------------- */
-
-static int sentinel_gc(lua_State *L) {
-  crt_runtime **box = lua_touserdata(L, 1);
-  if (*box) {
-    crt_runtime *rt = *box;
-    *box = NULL;
-    crt_close(rt);
-  }
-  return 0;
-}
-
-/* require "crt" from a stock Lua: attach a runtime to this state (once). */
-int crt_rt_open_module(lua_State *L) {
-  crt_runtime *rt = crt_rt_get(L);
-  if (rt) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "crt.lib");
-    return 1;
-  }
-  crt_runtime **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, sentinel_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, "crt.sentinel");
-  rt = attach(L, NULL, 0);
-  if (!rt)
-    return luaL_error(L, "crt: cannot open the runtime");
-  lua_getfield(L, LUA_REGISTRYINDEX, "crt.sentinel");
-  *(crt_runtime **)lua_touserdata(L, -1) = rt;
-  lua_pop(L, 1);
-  return 1;
-}
 
 /* Run the loop until task t has finished (crt.run in module mode). Returns
  * 0, CRT_EEXIT after crt.exit, or CRT_EDEADLOCK. */
@@ -458,8 +502,8 @@ int crt_rt_run_until(crt_runtime *rt, crt_task *t) {
       return CRT_EEXIT;
     if (!crt_task_alive(t))
       return 0;
-    if (!rt->ready_head && !uv_loop_alive(&rt->loop))
+    if (!rt->ready.head && !uv_loop_alive(&rt->loop))
       return CRT_EDEADLOCK;
-    uv_run(&rt->loop, rt->ready_head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    uv_run(&rt->loop, rt->ready.head ? UV_RUN_NOWAIT : UV_RUN_ONCE);
   }
 }

@@ -1,8 +1,11 @@
 /*
- * rt.h - the runtime object shared by the engine files: the loop, the main
- * Lua state, the ready queue, the timer heap, error reporting and shutdown.
+ * rt.h - the runtime object as the bindings and the CLI see it: an opaque
+ * struct crt_runtime (its fields are the engine's own, in rt_impl.h) with
+ * named accessors, cross-thread posts and holds, shutdown hooks, logging,
+ * and the engine's constructor crt_rt_new.
  *
- * Loop thread only (the thread that called crt_open or luaopen_crt).
+ * Loop thread only (the thread that called crt_open or luaopen_crt), except
+ * crt_rt_post (any thread).
  */
 #ifndef CRT_RT_H
 #define CRT_RT_H
@@ -12,8 +15,6 @@
 #include "include/crt.h"
 #include "timer.h"
 
-#include <pthread.h>
-
 struct crt_task;
 
 /* Work posted to the loop thread from any thread (see crt_rt_post). The
@@ -22,56 +23,6 @@ typedef struct crt_post {
   struct crt_post *next;
   void (*fn)(struct crt_post *p); /* runs on the loop thread */
 } crt_post;
-
-typedef struct crt_close_hook {
-  void (*fn)(void *ud);
-  void *ud;
-} crt_close_hook;
-
-struct crt_runtime {
-  uv_loop_t loop;
-  lua_State *L; /* the main state */
-  int owns_state;
-  crt_config cfg;
-  int closing;
-
-  /* Scheduler (sched.c). */
-  struct crt_task *ready_head, *ready_tail;
-  size_t nready;
-  size_t nalive;               /* tasks not finished (pinned) */
-  struct crt_task *alive;      /* live tasks (for shutdown) */
-  struct crt_task *unobserved; /* failed tasks nobody awaited yet */
-  int ncollect_reports;        /* nreported at the last crt_step return */
-  struct crt_task *main_task;
-  uv_prepare_t prepare;
-  uv_check_t check;
-  uv_idle_t idle;
-  int draining;
-
-  /* Timers (timer.c). */
-  struct crt_timer **heap;
-  size_t nheap, heapcap;
-  uv_timer_t uvtimer;
-  uint64_t armed_due; /* what uvtimer is armed for; 0 = not armed */
-  size_t nkeepalive;  /* armed after/every timers: keep crt running */
-
-  /* Cross-thread wake-ups (rt.c): one async handle drains the post queue. */
-  pthread_t thread; /* the loop thread */
-  uv_async_t async;
-  pthread_mutex_t post_mu;
-  crt_post *post_head, *post_tail;
-  int nhold; /* > 0: another thread may still post; keep the loop alive */
-
-  /* Subsystems shut down (after tasks are cancelled, before handles close). */
-  crt_close_hook *hooks;
-  int nhooks;
-
-  /* Outcome. */
-  int exiting; /* crt.exit was called */
-  int exit_code;
-  int nreported; /* unawaited errors reported */
-  char *error;   /* last error message (malloc'd) */
-};
 
 /*
  * Handles of the bindings. Every libuv handle a binding opens on the loop
@@ -84,6 +35,21 @@ struct crt_runtime {
  * the handle is already closed and do nothing with the loop.
  */
 typedef void (*crt_handle_close_fn)(uv_handle_t *h);
+
+/* Create a runtime on L's main state (which has the standard library): its
+ * loop, scheduler and timers, registered in L's registry so that crt_rt_get
+ * finds it. It pushes nothing and registers no Lua function: the bindings
+ * (crt_open, luaopen_crt) then build the crt table. config NULL = defaults.
+ * owns_state: crt_close closes L (crt_open), else L belongs to the host Lua
+ * (module mode). Returns NULL when memory or the loop cannot be had. */
+struct crt_runtime *crt_rt_new(lua_State *L, const crt_config *config, int owns_state);
+/* Everything crt_close does but closing the Lua state and freeing rt: cancel
+ * the tasks, run the close hooks, close the loop. Returns the exit status
+ * (70 when a libuv handle was left open; see crt.h). Idempotent. */
+int crt_rt_shutdown(struct crt_runtime *rt);
+/* Run the loop until task t has finished (crt.run in module mode). Returns
+ * 0, CRT_EEXIT after crt.exit, or CRT_EDEADLOCK. */
+int crt_rt_run_until(struct crt_runtime *rt, struct crt_task *t);
 
 /* The runtime of a state that loaded crt (upvalue-free lookup through the
  * registry; bindings cache it in an upvalue). NULL in a worker state. */
@@ -108,8 +74,8 @@ void crt_rt_log(struct crt_runtime *rt, crt_log_level level, const char *msg);
 void crt_rt_set_error(struct crt_runtime *rt, const char *msg);
 
 /* ---- named access for the bindings and the CLI ---------------------------
- * The bindings change the runtime only through these (the struct above is
- * the engine's own; see docs/architecture.md). */
+ * The bindings change the runtime only through these (the struct is the
+ * engine's own, in rt_impl.h; see docs/architecture.md). */
 
 uv_loop_t *crt_rt_loop(struct crt_runtime *rt);
 const crt_config *crt_rt_config(struct crt_runtime *rt);
@@ -128,6 +94,8 @@ void crt_rt_request_exit(struct crt_runtime *rt, int code);
 void crt_rt_report(struct crt_runtime *rt, const char *msg);
 /* Errors reported so far. */
 int crt_rt_nreported(struct crt_runtime *rt);
+/* The exit status requested with crt_rt_request_exit (0 when none). */
+int crt_rt_exit_status(struct crt_runtime *rt);
 /* Count something that keeps the runtime running although no task is alive
  * (a crt.after / crt.every timer). */
 void crt_rt_keepalive(struct crt_runtime *rt, int delta);

@@ -24,8 +24,8 @@
 #include <lauxlib.h>
 
 #include "chan.h"
-#include "rt.h"
-#include "util.h" /* TODO(issue 8): the engine must not raise Lua errors */
+#include "list.h"
+#include "rt_impl.h"
 #include "scheduler.h"
 
 /* A channel told when a task finishes (crt.all, crt.race, crt.group). */
@@ -38,15 +38,15 @@ typedef struct notify {
 struct crt_task {
   crt_runtime *rt;
   lua_State *co;
-  crt_task *next;  /* ready queue */
+  crt_snode rnode; /* rt->ready */
   crt_timer timer; /* crt.sleep */
   crt_unpark_fn unpark;
   void *unpark_data;
   lua_KFunction k;
   lua_KContext kctx;
-  crt_task *awaiters;      /* tasks parked awaiting this one */
-  crt_task *await_next;    /* link in the awaited task's list */
-  crt_task *fnext, *fprev; /* rt->alive while alive; rt->unobserved after */
+  crt_task *awaiters;   /* tasks parked awaiting this one */
+  crt_task *await_next; /* link in the awaited task's list */
+  crt_link alink;       /* rt->alive while alive; rt->unobserved after */
   notify *notify;
   int ref;  /* registry pin while alive, LUA_NOREF after */
   int oref; /* a future's outcome table in the registry (see crt_task_future) */
@@ -89,28 +89,14 @@ crt_task *crt_task_current(lua_State *L) {
   return (t && t->co == L) ? t : NULL;
 }
 
-crt_task *crt_task_require(lua_State *L, const char *fname) {
-  crt_task *t = crt_task_current(L);
-  if (!t)
-    crt_errorf(L, fname,
-               "must be called from a task (not from the main state or a plain "
-               "coroutine; in module mode wrap the code in crt.run)");
-  return t;
-}
-
 lua_State *crt_task_co(crt_task *t) { return t->co; }
 crt_runtime *crt_task_rt(crt_task *t) { return t->rt; }
 
 static void on_idle(uv_idle_t *h) { crt_sched_drain(h->data); }
 
 static void ready_push(crt_runtime *rt, crt_task *t) {
-  t->next = NULL;
   t->queued = 1;
-  if (rt->ready_tail)
-    rt->ready_tail->next = t;
-  else
-    rt->ready_head = t;
-  rt->ready_tail = t;
+  crt_fifo_push(&rt->ready, &t->rnode);
   rt->nready++;
   /* Outside a drain, make sure the loop does not block in poll before the
    * prepare/check callbacks run this task. */
@@ -119,14 +105,11 @@ static void ready_push(crt_runtime *rt, crt_task *t) {
 }
 
 static crt_task *ready_pop(crt_runtime *rt) {
-  crt_task *t = rt->ready_head;
-  if (!t)
+  crt_snode *n = crt_fifo_pop(&rt->ready);
+  if (!n)
     return NULL;
-  rt->ready_head = t->next;
-  if (!rt->ready_head)
-    rt->ready_tail = NULL;
+  crt_task *t = crt_container_of(n, crt_task, rnode);
   rt->nready--;
-  t->next = NULL;
   t->queued = 0;
   return t;
 }
@@ -180,35 +163,19 @@ void crt_task_wake(crt_task *t, int n) {
 /* ---- ending a task ---------------------------------------------------- */
 
 /* While a task is alive it is in rt->alive (for shutdown); once it failed
- * unobserved it is in rt->unobserved. Both lists use fnext/fprev. */
-static void list_add(crt_task **head, crt_task *t) {
-  t->fprev = NULL;
-  t->fnext = *head;
-  if (*head)
-    (*head)->fprev = t;
-  *head = t;
-}
-
-static void list_remove(crt_task **head, crt_task *t) {
-  if (t->fprev)
-    t->fprev->fnext = t->fnext;
-  else
-    *head = t->fnext;
-  if (t->fnext)
-    t->fnext->fprev = t->fprev;
-  t->fnext = t->fprev = NULL;
-}
+ * unobserved it is in rt->unobserved. Both lists use alink. */
+static crt_task *task_of(crt_link *l) { return crt_container_of(l, crt_task, alink); }
 
 static void unobserved_add(crt_runtime *rt, crt_task *t) {
   t->unobs = 1;
-  list_add(&rt->unobserved, t);
+  crt_list_push_front(&rt->unobserved, &t->alink);
 }
 
 static void unobserved_remove(crt_runtime *rt, crt_task *t) {
   if (!t->unobs)
     return;
   t->unobs = 0;
-  list_remove(&rt->unobserved, t);
+  crt_list_remove(&rt->unobserved, &t->alink);
 }
 
 /* Print the error of a failed task nobody awaited. L is the running thread
@@ -229,22 +196,30 @@ static void report(lua_State *L, crt_task *t, const char *what) {
     lua_pushliteral(L, "(no traceback)");
   }
   lua_concat(L, 2);
-  crt_rt_log(t->rt, CRT_LOG_ERROR, lua_tostring(L, -1));
+  crt_rt_report(t->rt, lua_tostring(L, -1));
   lua_pop(L, 1);
-  t->rt->nreported++;
 }
 
+/* A notification is unlinked only once offered: when an offer raises (out
+ * of memory) the rest stays in the list, freed by crt_task_finalize. */
 static void notify_all(crt_task *t) {
   lua_State *L = t->rt->L;
-  notify *n = t->notify;
-  t->notify = NULL;
-  while (n) {
-    notify *next = n->next;
+  notify *n;
+  while ((n = t->notify) != NULL) {
     lua_pushinteger(L, n->tag);
     crt_chan_offer(L, n->ch);
+    t->notify = n->next;
     crt_chan_release(n->ch);
     free(n);
-    n = next;
+  }
+}
+
+static void notify_free(crt_task *t) {
+  notify *n;
+  while ((n = t->notify) != NULL) {
+    t->notify = n->next;
+    crt_chan_release(n->ch);
+    free(n);
   }
 }
 
@@ -331,13 +306,12 @@ static void end_task(crt_task *t) {
   t->awaiters = NULL;
   notify_all(t);
 
-  list_remove(&rt->alive, t);
+  crt_list_remove(&rt->alive, &t->alink);
   if (t->status == CRT_TASK_FAILED && !t->observed) {
     if (t == rt->main_task) {
-      report(rt->L, t, "crt: error in the main chunk:\n");
       t->observed = 1;
-      rt->exiting = 1;
-      rt->exit_code = 1;
+      report(rt->L, t, "crt: error in the main chunk:\n");
+      crt_rt_request_exit(rt, 1);
     } else {
       unobserved_add(rt, t);
     }
@@ -393,7 +367,7 @@ void crt_sched_drain(crt_runtime *rt) {
   while (budget-- > 0 && !rt->exiting && (t = ready_pop(rt)))
     resume(t);
   rt->draining = 0;
-  if (rt->ready_head && !rt->exiting) {
+  if (rt->ready.head && !rt->exiting) {
     if (!uv_is_active((uv_handle_t *)&rt->idle))
       uv_idle_start(&rt->idle, on_idle);
   } else if (uv_is_active((uv_handle_t *)&rt->idle)) {
@@ -421,7 +395,7 @@ crt_task *crt_task_spawn(crt_runtime *rt, lua_State *L, int nargs) {
   t->status = CRT_TASK_PENDING;
   t->nres = nargs;
   rt->nalive++;
-  list_add(&rt->alive, t);
+  crt_list_push_front(&rt->alive, &t->alink);
   ready_push(rt, t);
   return t;
 }
@@ -442,7 +416,7 @@ crt_task *crt_task_future(crt_runtime *rt, lua_State *L, crt_unpark_fn on_cancel
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->nalive++;
-  list_add(&rt->alive, t);
+  crt_list_push_front(&rt->alive, &t->alink);
   return t;
 }
 
@@ -531,18 +505,16 @@ void crt_sched_cancel_all(crt_runtime *rt, int abandon) {
    * again. With `abandon`, what is still alive after that is detached from
    * its wait source and ended as cancelled without running further (by then
    * the runtime has stopped every thread that could still wake it). */
-  for (int round = 0; round < 3 && rt->alive; round++) {
-    for (crt_task *t = rt->alive, *next; t; t = next) {
-      next = t->fnext; /* cancelling a future may end it (and unlink it) at once */
-      crt_task_cancel(t);
-    }
-    while (rt->ready_head)
+  for (int round = 0; round < 3 && !crt_list_empty(&rt->alive); round++) {
+    /* cancelling a future may end it (and unlink it) at once */
+    crt_list_each_safe(&rt->alive, it, nx) crt_task_cancel(task_of(it));
+    while (rt->ready.head)
       crt_sched_drain(rt);
   }
   if (!abandon)
     return;
-  while (rt->alive) {
-    crt_task *t = rt->alive;
+  while (!crt_list_empty(&rt->alive)) {
+    crt_task *t = task_of(rt->alive.head);
     if (t->future) {
       /* Every thread that could complete it has stopped. */
       t->unpark = NULL;
@@ -565,7 +537,7 @@ void crt_sched_cancel_all(crt_runtime *rt, int abandon) {
 /* ---- sleeping ------------------------------------------------------------ */
 
 static void sleep_fire(crt_timer *tm) {
-  crt_task *t = (crt_task *)((char *)tm - offsetof(crt_task, timer));
+  crt_task *t = crt_container_of(tm, crt_task, timer);
   crt_task_wake(t, 0);
 }
 
@@ -581,7 +553,7 @@ int crt_task_sleep(lua_State *L, crt_task *t, double seconds) {
 }
 
 static void deadline_fire(crt_timer *tm) {
-  crt_task *t = (crt_task *)((char *)tm - offsetof(crt_task, timer));
+  crt_task *t = crt_container_of(tm, crt_task, timer);
   crt_unpark_fn unpark = t->unpark;
   void *data = t->unpark_data;
   t->unpark = NULL;
@@ -628,41 +600,40 @@ int crt_task_yield(lua_State *L, crt_task *t) {
 
 /* ---- awaiting ------------------------------------------------------------ */
 
-/* Push the results of a finished task onto L, or raise its error. */
-static int push_outcome(lua_State *L, crt_task *t) {
+/* Push the results of a finished task onto L and return their number, or
+ * push its error value and return CRT_TASK_RAISE; CRT_TASK_NOSTACK (nothing
+ * pushed) when L's stack cannot hold the results. */
+int crt_task_push_outcome(lua_State *L, crt_task *t) {
   lua_State *co = t->co;
   t->observed = 1;
   unobserved_remove(t->rt, t);
   if (t->future) {
+    int n = t->status == CRT_TASK_DONE ? t->nres : 1;
+    if (!lua_checkstack(L, n + 1))
+      return CRT_TASK_NOSTACK;
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->oref);
     int tb = lua_gettop(L);
-    if (t->status == CRT_TASK_DONE) {
-      int n = t->nres;
-      luaL_checkstack(L, n, "too many results to await");
-      for (int i = 1; i <= n; i++)
-        lua_rawgeti(L, tb, i);
-      lua_remove(L, tb);
-      return n;
-    }
-    lua_rawgeti(L, tb, 1);
+    for (int i = 1; i <= n; i++)
+      lua_rawgeti(L, tb, i);
     lua_remove(L, tb);
-    return lua_error(L);
+    return t->status == CRT_TASK_DONE ? n : CRT_TASK_RAISE;
   }
   if (t->status == CRT_TASK_DONE) {
     int n = t->nres;
     int top = lua_gettop(co);
-    luaL_checkstack(L, n, "too many results to await");
-    lua_checkstack(co, 1);
+    if (!lua_checkstack(L, n) || !lua_checkstack(co, 1))
+      return CRT_TASK_NOSTACK;
     for (int i = top - n + 1; i <= top; i++) {
       lua_pushvalue(co, i);
       lua_xmove(co, L, 1);
     }
     return n;
   }
-  lua_checkstack(co, 1);
+  if (!lua_checkstack(L, 1) || !lua_checkstack(co, 1))
+    return CRT_TASK_NOSTACK;
   lua_pushvalue(co, 1); /* the error value */
   lua_xmove(co, L, 1);
-  return lua_error(L);
+  return CRT_TASK_RAISE;
 }
 
 static void await_unpark(crt_task *t, void *data) {
@@ -678,28 +649,11 @@ static void await_unpark(crt_task *t, void *data) {
   t->await_next = NULL;
 }
 
-static int await_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  return push_outcome(L, (crt_task *)ctx);
-}
-
-int crt_task_push_outcome(lua_State *L, crt_task *t) { return push_outcome(L, t); }
-
-int crt_task_await(lua_State *L, crt_task *target) {
-  if (target->ref == LUA_NOREF)
-    return push_outcome(L, target);
-  crt_task *self = crt_task_require(L, "task:await");
-  if (self == target)
-    return crt_errorf(L, "task:await", "a task cannot await itself");
+int crt_task_await(lua_State *L, crt_task *self, crt_task *target, lua_KFunction k) {
   self->await_next = target->awaiters;
   target->awaiters = self;
-  if (self->cancel_req) {
-    await_unpark(self, target);
-    self->cancel_req = 0;
-    push_cancelled(L);
-    return lua_error(L);
-  }
-  return crt_task_park(L, self, await_unpark, target, await_k, (lua_KContext)target);
+  /* A pending cancel is delivered by crt_task_park, after await_unpark. */
+  return crt_task_park(L, self, await_unpark, target, k, (lua_KContext)target);
 }
 
 /* ---- queries ------------------------------------------------------------- */
@@ -715,7 +669,7 @@ int crt_task_notify(lua_State *L, crt_task *t, crt_chan *ch, lua_Integer tag) {
   }
   notify *n = malloc(sizeof *n);
   if (!n)
-    return luaL_error(L, "not enough memory");
+    return -1;
   crt_chan_retain(ch);
   n->ch = ch;
   n->tag = tag;
@@ -730,10 +684,10 @@ void crt_task_observe(crt_task *t) {
   unobserved_remove(t->rt, t);
 }
 
-/* The task object's finalizer: a failed task nobody awaited and nobody can
- * reach any more is reported now. */
-int crt_task_gc(lua_State *L) {
-  crt_task *t = luaL_checkudata(L, 1, CRT_TASK_MT);
+/* What the task object's finalizer does: a failed task nobody awaited and
+ * nobody can reach any more is reported now (L: the thread running the
+ * finalizer). */
+void crt_task_finalize(lua_State *L, crt_task *t) {
   if (t->unobs && t->rt) {
     unobserved_remove(t->rt, t);
     report(L, t, "crt: error in a task that nobody awaited:\n");
@@ -742,12 +696,12 @@ int crt_task_gc(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->oref);
     t->oref = LUA_NOREF;
   }
-  return 0;
+  notify_free(t); /* left by an end that ran out of memory */
 }
 
 void crt_sched_report_unobserved(crt_runtime *rt) {
-  while (rt->unobserved) {
-    crt_task *t = rt->unobserved;
+  while (!crt_list_empty(&rt->unobserved)) {
+    crt_task *t = task_of(rt->unobserved.head);
     unobserved_remove(rt, t);
     report(rt->L, t, "crt: error in a task that nobody awaited:\n");
   }

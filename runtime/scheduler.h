@@ -8,7 +8,8 @@
  *
  * How a binding waits (the one protocol every waiting call follows):
  *
- *   crt_task *t = crt_task_require(L, "crt.fs.read");   // raises outside a task
+ *   crt_task *t = crt_task_require(L, "crt.fs.read");   // bindings/util.h:
+ *                                                      // raises outside a task
  *   ... start the request, keep t in it ...
  *   return crt_task_park(L, t, my_unpark, req, my_k, ctx);
  *
@@ -37,10 +38,8 @@ typedef void (*crt_unpark_fn)(crt_task *t, void *data);
 enum { CRT_TASK_PENDING, CRT_TASK_RUNNING, CRT_TASK_DONE, CRT_TASK_FAILED, CRT_TASK_CANCELLED };
 
 /* The task whose coroutine is L, or NULL (main state, a plain coroutine, a
- * worker thread). */
+ * worker thread). The bindings' crt_task_require (util.h) raises instead. */
 crt_task *crt_task_current(lua_State *L);
-/* Same, but raise "<fname>: must be called from a task" when there is none. */
-crt_task *crt_task_require(lua_State *L, const char *fname);
 
 lua_State *crt_task_co(crt_task *t);
 struct crt_runtime *crt_task_rt(crt_task *t);
@@ -79,27 +78,32 @@ void crt_sched_report_unobserved(struct crt_runtime *rt);
  * abandon, then end what is still alive without running it. */
 void crt_sched_cancel_all(struct crt_runtime *rt, int abandon);
 
-/* Lua binding: crt.spawn, crt.sleep, crt.yield, crt.now, task methods. */
-int crt_open_task(lua_State *L);
-
-#endif
-
-/* ---- used by the bindings (sched.c) ---- */
+/* ---- used by the bindings of tasks (bindings/task.c) ---- */
 
 /* Sleep the running task (crt.sleep): seconds <= 0 acts as a yield round. */
 int crt_task_sleep(lua_State *L, crt_task *t, double seconds);
 /* Go to the back of the ready queue (crt.yield). */
 int crt_task_yield(lua_State *L, crt_task *t);
-/* Await target: its results, or its error re-raised. */
-int crt_task_await(lua_State *L, crt_task *target);
-/* Results of a finished task pushed on L, or its error raised. */
+/* Park self until target (alive, not self) has finished; then resume in
+ * k(L, LUA_YIELD, (lua_KContext)target), which gets target's outcome with
+ * crt_task_push_outcome. Use as `return crt_task_await(...)`. */
+int crt_task_await(lua_State *L, crt_task *self, crt_task *target, lua_KFunction k);
+/* The outcome of a finished task, pushed on L: returns the number of results
+ * pushed, or CRT_TASK_RAISE with its error value pushed (to raise), or
+ * CRT_TASK_NOSTACK with nothing pushed (too many results for L). Marks the
+ * error as observed. */
 int crt_task_push_outcome(lua_State *L, crt_task *t);
+#define CRT_TASK_RAISE (-1)
+#define CRT_TASK_NOSTACK (-2)
 int crt_task_status(crt_task *t);
 int crt_task_alive(crt_task *t);
-/* On finishing, offer tag to ch (immediately if already finished). */
+/* On finishing, offer tag to ch (immediately if already finished). Returns
+ * 0, or -1 when out of memory. */
 int crt_task_notify(lua_State *L, crt_task *t, struct crt_chan *ch, lua_Integer tag);
 void crt_task_observe(crt_task *t);
-int crt_task_gc(lua_State *L);
+/* The work of a task object's __gc (L: the thread running the finalizer):
+ * report its failure if nobody awaited it, free its outcome. */
+void crt_task_finalize(lua_State *L, crt_task *t);
 void crt_sched_set_cancelled(lua_State *L); /* pops the crt.Cancelled value */
 void crt_sched_push_cancelled(lua_State *L);
 
@@ -114,3 +118,5 @@ int crt_task_timed_out(crt_task *t);
  * the task: the task stays parked, keeps its result, and a cancel is
  * delivered at its next wait point instead. */
 void crt_task_defer_unpark(crt_task *t);
+
+#endif

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "rt.h"
+#include "rt_impl.h"
 #include "timer.h"
 
 /* libuv timers count milliseconds; a task must never wake before its due

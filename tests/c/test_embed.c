@@ -1,7 +1,8 @@
 /*
  * test_embed.c - the embedding API (crt.h): crt_open/crt_lua/crt_dostring/
  * crt_dofile/crt_step in its three modes/crt_error/crt_exit_code/crt_close,
- * the log hook, and closing with tasks, timers and channel waiters pending.
+ * the log hook, closing with tasks, timers and channel waiters pending, the
+ * allocator hook, and crt_close's check that the loop closed (status 70).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "check.h"
 #include "crt.h"
+#include "rt.h"
 #include "scheduler.h"
 
 static char logged[4096];
@@ -183,6 +185,66 @@ static void test_future(void) {
   crt_close(rt);
 }
 
+/* A handle whose owner's close function forgets to close it (a binding bug,
+ * see crt_handle_close_fn in rt.h): crt_close notices that the loop cannot
+ * close, logs the handle and returns 70. */
+typedef struct buggy_owner {
+  crt_handle_close_fn close; /* first, as rt.h asks */
+} buggy_owner;
+
+static void forget_to_close(uv_handle_t *h) { (void)h; }
+
+static void test_loop_not_closed(void) {
+  crt_runtime *rt = open_logged();
+  static uv_timer_t leaked;
+  static buggy_owner owner = {forget_to_close};
+  CHECK(uv_timer_init(crt_rt_loop(rt), &leaked) == 0);
+  leaked.data = &owner;
+  CHECK(crt_dostring(rt, "crt.sleep(0)", "=l") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(crt_close(rt) == CRT_EX_SOFTWARE);
+  CHECK(nlogged == 1);
+  CHECK(strstr(logged, "crt: internal error: 1 libuv handle(s) still open at close (timer)") !=
+        NULL);
+  /* The clean case: 0. */
+  rt = open_logged();
+  CHECK(crt_dostring(rt, "crt.sleep(0)", "=l") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(crt_close(rt) == 0);
+  CHECK(nlogged == 0);
+}
+
+/* crt_config.alloc: the main state allocates through the host's function. */
+static size_t nalloc;
+
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)osize;
+  CHECK(ud == &nalloc);
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  nalloc++;
+  return realloc(ptr, nsize);
+}
+
+static void test_alloc_hook(void) {
+  crt_config cfg;
+  crt_config_init(&cfg);
+  cfg.alloc = counting_alloc;
+  cfg.alloc_ud = &nalloc;
+  crt_runtime *rt = crt_open(&cfg);
+  CHECK(rt != NULL);
+  size_t after_open = nalloc;
+  CHECK(after_open > 100);
+  void *ud = NULL;
+  CHECK(lua_getallocf(crt_lua(rt), &ud) == counting_alloc && ud == &nalloc);
+  CHECK(crt_dostring(rt, "local t = {} for i = 1, 100 do t[i] = {i} end crt.sleep(0)", "=a") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(nalloc > after_open + 100);
+  CHECK(crt_close(rt) == 0);
+}
+
 int main(void) {
   test_until_done();
   test_nowait_frames();
@@ -194,5 +256,7 @@ int main(void) {
   test_close_pending();
   test_module_entry();
   test_future();
+  test_loop_not_closed();
+  test_alloc_hook();
   return CHECK_RESULT("embed");
 }

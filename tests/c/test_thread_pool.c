@@ -15,7 +15,7 @@
 #include "codec.h"
 #include "crt.h"
 #include "pool.h"
-#include "rt.h"
+#include "rt_impl.h"
 
 int crt_open_worker(lua_State *L, int id); /* bindings/worker.c */
 

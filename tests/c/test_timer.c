@@ -8,7 +8,7 @@
 
 #include "check.h"
 #include "crt.h"
-#include "rt.h"
+#include "rt_impl.h"
 #include "timer.h"
 
 #define N 2000
