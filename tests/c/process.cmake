@@ -1,5 +1,5 @@
 # tests/c/process.cmake - C tests of child processes (runtime/ipc.c,
-# bindings/process.c), included by tests/c/tests.cmake, and the crash
+# bindings/process.c), included by tests/tests.cmake, and the crash
 # library the process specs load in a child (build/crashlib.so).
 
 # The frame reader and the batching writer over a socket pair.
