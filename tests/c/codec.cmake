@@ -1,5 +1,5 @@
 # tests/c/codec.cmake - the codec's C unit test (runtime/codec.c, runtime/buf.c,
-# bindings/codec.c), included by tests/c/tests.cmake.
+# bindings/codec.c), included by tests/tests.cmake.
 add_executable(test_codec tests/c/test_codec.c)
 target_link_libraries(test_codec PRIVATE crtcore ${LUA_LINK_LIBRARIES})
 target_include_directories(test_codec PRIVATE runtime)

@@ -1,7 +1,6 @@
 # tests/c/process.cmake - C tests of child processes (runtime/ipc.c,
-# runtime/proc.c, bindings/process.c), included by tests/c/tests.cmake,
-# and the crash library the process specs load in a child
-# (build/crashlib.so).
+# runtime/proc.c, bindings/process.c), included by tests/tests.cmake, and
+# the crash library the process specs load in a child (build/crashlib.so).
 
 # The frame reader and the batching writer over a socket pair.
 crt_c_test(process_frames tests/c/test_process_frames.c)

@@ -1,6 +1,7 @@
-# C unit tests of the runtime: the timer heap, the embedding API, the
-# out-of-memory sweep, the public header alone (C99, C++11) and the exports
-# of the shared libraries.
+# tests/c/runtime.cmake - C unit tests of the runtime, included by
+# tests/tests.cmake: the timer heap, the embedding API, the out-of-memory
+# sweep, the public header alone (C99, C++11) and the exports of the shared
+# libraries.
 crt_c_test(timer tests/c/test_timer.c)
 crt_c_test(embed_api tests/c/test_embed.c)
 crt_c_test(embed_oom tests/c/test_oom.c)

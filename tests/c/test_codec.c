@@ -2,7 +2,7 @@
  * tests/c/test_codec.c - unit tests of the value codec (runtime/codec.c,
  * runtime/buf.c, bindings/codec.c): round trips between two Lua states,
  * error messages and paths, hostile and truncated input, memory bounds and
- * allocation check_failures.
+ * allocation failures.
  *
  * Single-threaded. Each test makes its own Lua states; main() runs the table
  * of tests in order and exits non-zero if any failed.
@@ -20,17 +20,6 @@
 #include "check.h"
 #include "buf.h"
 #include "codec.h"
-
-#define CHECKSTR(got, want)                                                                        \
-  do {                                                                                             \
-    const char *g_ = (got), *w_ = (want);                                                          \
-    if (!g_ || strcmp(g_, w_) != 0) {                                                              \
-      fprintf(stderr, "  %s:%d: got  \"%s\"\n  want \"%s\"\n", __FILE__, __LINE__,                 \
-              g_ ? g_ : "(null)", w_);                                                             \
-      check_failures++;                                                                            \
-      return;                                                                                      \
-    }                                                                                              \
-  } while (0)
 
 /* An allocator that counts bytes, remembers the peak and can fail on demand:
  * `failafter` > 0 lets that many growing allocations succeed, then fails them
@@ -299,7 +288,7 @@ static void test_table_shapes(void) {
     lua_pop(A, 1);
     CHECK(xfer(A, B, shapes[i], 0));
     CHECK(run(B, "return dump(got[1])"));
-    CHECKSTR(lua_tostring(B, -1), want);
+    CHECK_STR(lua_tostring(B, -1), want);
     lua_pop(B, 1);
   }
   lua_close(A);
@@ -365,7 +354,7 @@ static void test_c_functions(void) {
   CHECK(!xfer(A, B, "print", 0));
   CHECK(strstr(errbuf, "functions are not allowed") != NULL);
   CHECK(!xfer(A, B, "io.stdout.write", CRT_CODEC_FUNCTIONS));
-  CHECKSTR(errbuf, "test: cannot send value (C function)");
+  CHECK_STR(errbuf, "test: cannot send value (C function)");
   lua_close(A);
   lua_close(B);
 }
@@ -465,14 +454,14 @@ static void test_metatables(void) {
   CHECK(run(A, "P = {__index = {len = function(p) return p.x + p.y end}} "
                "codec.register('Point', P) p = setmetatable({x = 1, y = 2}, P)"));
   CHECK(!xfer(A, B, "p", 0));
-  CHECKSTR(errbuf, "metatable 'Point' is not registered in this state (crt.codec.register)");
+  CHECK_STR(errbuf, "metatable 'Point' is not registered in this state (crt.codec.register)");
   CHECK(run(B, "P = {__index = {len = function(p) return p.x + p.y end}} "
                "assert(codec.register('Point', P) == P)"));
   CHECK(xfer(A, B, "p, {p, p}", 0));
   CHECK(truth(B, "return getmetatable(got[1]) == P and got[1]:len() == 3 and "
                  "got[2][1] == got[2][2]"));
-  CHECKSTR(encerr(A, "{a = setmetatable({}, {})}", "test: cannot send", 0),
-           "test: cannot send value .a (table with unregistered metatable)");
+  CHECK_STR(encerr(A, "{a = setmetatable({}, {})}", "test: cannot send", 0),
+            "test: cannot send value .a (table with unregistered metatable)");
   /* Re-registering moves the name. */
   CHECK(run(A, "Q = {} codec.register('Point', Q)"));
   CHECK(encerr(A, "p", "t:", 0) != NULL);
@@ -483,29 +472,29 @@ static void test_metatables(void) {
 
 static void test_error_paths(void) {
   lua_State *L = newstate();
-  CHECKSTR(encerr(L, "{a = {b = {1, 2, io.stdout}}}", "crt.codec.encode: cannot encode", 0),
-           "crt.codec.encode: cannot encode value .a.b[3] (userdata)");
-  CHECKSTR(encerr(L, "1, {conn = io.stdout}", "crt.thread.run: cannot send", 0),
-           "crt.thread.run: cannot send argument #2 .conn (userdata)");
-  CHECKSTR(encerr(L, "{conn = io.stdout}", "crt.thread.run: cannot send", 1),
-           "crt.thread.run: cannot send argument #2 .conn (userdata)");
+  CHECK_STR(encerr(L, "{a = {b = {1, 2, io.stdout}}}", "crt.codec.encode: cannot encode", 0),
+            "crt.codec.encode: cannot encode value .a.b[3] (userdata)");
+  CHECK_STR(encerr(L, "1, {conn = io.stdout}", "crt.thread.run: cannot send", 0),
+            "crt.thread.run: cannot send argument #2 .conn (userdata)");
+  CHECK_STR(encerr(L, "{conn = io.stdout}", "crt.thread.run: cannot send", 1),
+            "crt.thread.run: cannot send argument #2 .conn (userdata)");
   CHECK(run(L, "local conn = io.stdout f = function() return conn end "
                "local t = {x = {conn}} g = function() return t end"));
-  CHECKSTR(encerr(L, "f", "crt.thread.run: cannot send", 1),
-           "crt.thread.run: cannot send argument #2 upvalue 'conn' (userdata)");
-  CHECKSTR(encerr(L, "f", "x", 0), "x value upvalue 'conn' (userdata)");
-  CHECKSTR(encerr(L, "{h = {g}}", "x", 0), "x value .h[1] upvalue 't'.x[1] (userdata)");
-  CHECKSTR(encerr(L, "io.stdout", "x", 0), "x value (userdata)");
-  CHECKSTR(encerr(L, "{[io.stdout] = 1}", "x", 0), "x value {key} (userdata)");
-  CHECKSTR(encerr(L, "{a = {[{io.stdout}] = 1}}", "x", 0), "x value .a{key}[1] (userdata)");
-  CHECKSTR(encerr(L,
-                  "{['odd key'] = {['end'] = {[2.5] = {[true] = {[{}] = {coroutine.create("
-                  "print)}}}}}}",
-                  "x", 0),
-           "x value [\"odd key\"][\"end\"][2.5][true][<table>][1] (thread)");
-  CHECKSTR(encerr(L, "{f = getmetatable(io.stdout).__index.write}", "x", 0),
-           "x value .f (C function)");
-  CHECKSTR(encerr(L, "{[-3] = string.gmatch('a', 'a')}", "x", 0), "x value [-3] (C function)");
+  CHECK_STR(encerr(L, "f", "crt.thread.run: cannot send", 1),
+            "crt.thread.run: cannot send argument #2 upvalue 'conn' (userdata)");
+  CHECK_STR(encerr(L, "f", "x", 0), "x value upvalue 'conn' (userdata)");
+  CHECK_STR(encerr(L, "{h = {g}}", "x", 0), "x value .h[1] upvalue 't'.x[1] (userdata)");
+  CHECK_STR(encerr(L, "io.stdout", "x", 0), "x value (userdata)");
+  CHECK_STR(encerr(L, "{[io.stdout] = 1}", "x", 0), "x value {key} (userdata)");
+  CHECK_STR(encerr(L, "{a = {[{io.stdout}] = 1}}", "x", 0), "x value .a{key}[1] (userdata)");
+  CHECK_STR(encerr(L,
+                   "{['odd key'] = {['end'] = {[2.5] = {[true] = {[{}] = {coroutine.create("
+                   "print)}}}}}}",
+                   "x", 0),
+            "x value [\"odd key\"][\"end\"][2.5][true][<table>][1] (thread)");
+  CHECK_STR(encerr(L, "{f = getmetatable(io.stdout).__index.write}", "x", 0),
+            "x value .f (C function)");
+  CHECK_STR(encerr(L, "{[-3] = string.gmatch('a', 'a')}", "x", 0), "x value [-3] (C function)");
   lua_close(L);
 }
 

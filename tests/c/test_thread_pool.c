@@ -2,7 +2,7 @@
  * test_thread_pool.c - the pool engine (runtime/pool.c) without the Lua API:
  * jobs in and results out through the loop, completions on the loop thread,
  * dropping queued jobs, interrupting running ones (an endless loop), closing
- * a busy pool, a dedicated (one-shot) thread, init check_failures and the
+ * a busy pool, a dedicated (one-shot) thread, init failures and the
  * per-worker memory limit.
  */
 #include <stdio.h>

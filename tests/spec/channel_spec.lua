@@ -3,7 +3,7 @@
 local crt = require "crt"
 local helper = require "tests.spec.helper"
 
-describe("crt.channel", function()
+describe("crt.channel #tsan", function()
   after_each(helper.assert_clean)
 
   it("rendezvous: send waits for a receiver", function()
@@ -215,7 +215,7 @@ describe("crt.channel", function()
   end)
 end)
 
-describe("crt.select", function()
+describe("crt.select #tsan", function()
   after_each(helper.assert_clean)
 
   it("returns the first ready case, in case order", function()

@@ -4,7 +4,7 @@
 local crt = require "crt"
 local th = require "tests.spec.thread_helper"
 
-describe("cancelling thread jobs", function()
+describe("cancelling thread jobs #tsan", function()
   after_each(th.clean)
 
   it("interrupts a running `while true do end`, and the worker serves again", function()
@@ -99,7 +99,7 @@ describe("cancelling thread jobs", function()
   end)
 end)
 
-describe("closing a busy pool", function()
+describe("closing a busy pool #tsan", function()
   after_each(th.clean)
 
   it("drops queued jobs and interrupts running ones", function()
@@ -130,7 +130,7 @@ describe("closing a busy pool", function()
   end)
 end)
 
-describe("exiting with busy threads", function()
+describe("exiting with busy threads #tsan", function()
   local helper = require "tests.spec.helper"
 
   it("does not hang on a running job, a blocked job or a dedicated thread", function()
@@ -149,7 +149,7 @@ describe("exiting with busy threads", function()
   end)
 end)
 
-describe("crt.timeout around a job", function()
+describe("crt.timeout around a job #tsan", function()
   it("cancels the job itself when given the task run returns", function()
     local pool = crt.thread.pool { size = 1 }
     local job = pool:run(function() while true do end end)

@@ -4,7 +4,7 @@
 local crt = require "crt"
 local th = require "tests.spec.thread_helper"
 
-describe("channels across threads", function()
+describe("channels across threads #tsan", function()
   after_each(th.clean)
 
   it("is the same queue when passed as an argument", function()

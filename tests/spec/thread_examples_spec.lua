@@ -5,7 +5,7 @@ local q = helper.shell_quote
 
 local example = helper.example
 
-describe("thread examples", function()
+describe("thread examples #tsan", function()
   it("threads.lua: both threads start before either finishes", function()
     local code, out, err = example("threads.lua", "CRT_EXAMPLE_SECONDS=0.05")
     assert.are.equal("", err)

@@ -7,7 +7,7 @@
 local crt = require "crt"
 local th = require "tests.spec.thread_helper"
 
-describe("crt.thread.run", function()
+describe("crt.thread.run #tsan", function()
   after_each(th.clean)
 
   it("returns a task whose results are the function's", function()
@@ -182,7 +182,7 @@ describe("crt.thread.run", function()
   end)
 end)
 
-describe("crt.thread.map", function()
+describe("crt.thread.map #tsan", function()
   after_each(th.clean)
 
   it("returns the results in list order", function()
@@ -279,7 +279,7 @@ describe("crt.thread.map", function()
   end)
 end)
 
-describe("crt.thread.pool", function()
+describe("crt.thread.pool #tsan", function()
   after_each(th.clean)
 
   it("runs init once in each worker, and the state persists", function()
@@ -443,7 +443,7 @@ describe("crt.thread.pool", function()
   end)
 end)
 
-describe("crt.thread.id", function()
+describe("crt.thread.id #tsan", function()
   after_each(th.clean)
 
   it("is 0 on the loop thread and stable per worker", function()
@@ -466,7 +466,7 @@ describe("crt.thread.id", function()
   end)
 end)
 
-describe("the crt table in values sent to a worker", function()
+describe("the crt table in values sent to a worker #tsan", function()
   it("stands for the worker's own crt, also inside tables and nested upvalues", function()
     local lib = crt
     local box = { lib = lib }
@@ -479,7 +479,7 @@ describe("the crt table in values sent to a worker", function()
   end)
 end)
 
-describe("tasks returned by run (futures completed by the pool)", function()
+describe("tasks returned by run (futures completed by the pool) #tsan", function()
   it("can be awaited by several tasks and combined with crt.all", function()
     local pool = crt.thread.pool { size = 1 }
     local a = pool:run(function() return "a", 2 end)

@@ -4,7 +4,7 @@
 local crt = require "crt"
 local th = require "tests.spec.thread_helper"
 
-describe("crt.thread.spawn", function()
+describe("crt.thread.spawn #tsan", function()
   after_each(th.clean)
 
   it("runs fn(...) on its own thread and awaits its results", function()
