@@ -6,7 +6,7 @@
 #
 # fuzz_decode feeds hostile bytes to the decoder; fuzz_roundtrip runs small
 # programs that build values, and checks that encode + decode copies them
-# exactly. Both are built from the codec sources themselves (not crtcore) with a
+# exactly. Both are built from the codec sources themselves (not crt_engine) with a
 # stub for the channel functions, so that coverage instrumentation covers the
 # codec and the target needs no event loop. codec.c is compiled with
 # CRT_CODEC_FUZZING: see fuzz/fuzz_decode.c for why bytecode is allow-listed.

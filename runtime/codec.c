@@ -147,7 +147,7 @@ static void cfadd(lua_State *L, int map, const char *name) {
 /* Push this state's function <-> name map, building it the first time. May
  * raise (memory); callers run protected. */
 static void cfmap(lua_State *L) {
-  luaL_checkstack(L, 12, "codec");
+  luaL_checkstack(L, 12, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   if (lua_getfield(L, LUA_REGISTRYINDEX, CFREG) == LUA_TTABLE)
     return;
   lua_pop(L, 1);
@@ -336,7 +336,7 @@ efail(enc *e, const char *desc) {
   luaL_Buffer B;
   char tmp[32];
   /* The message may need a few slots on a stack that deep recursion used. */
-  luaL_checkstack(L, 8, "codec error");
+  luaL_checkstack(L, 8, "codec error"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   luaL_buffinit(L, &B);
   luaL_addstring(&B, e->what);
   if (e->n == 1 && e->argbase == 0) {
@@ -360,8 +360,8 @@ efail(enc *e, const char *desc) {
   luaL_addstring(&B, desc);
   luaL_addchar(&B, ')');
   luaL_pushresult(&B);
-  lua_error(L);
-  abort(); /* not reached: lua_error does not return */
+  lua_error(L); /* layers: unwind (inside encmain/decmain's lua_pcall) */
+  abort();      /* not reached: lua_error does not return */
 }
 
 static void need(enc *e, size_t n) {
@@ -509,7 +509,7 @@ static void enct(enc *e, int idx, int depth) {
   }
   if (depth > CRT_CODEC_MAXDEPTH)
     efail(e, TOODEEP);
-  luaL_checkstack(L, 6, "codec");
+  luaL_checkstack(L, 6, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   addobj(e, p, e->nobj++, 0);
   if (lua_getmetatable(L, idx)) {
     if (lua_isnil(L, e->mtslot)) {
@@ -634,7 +634,7 @@ static void encf(enc *e, int idx, int depth) {
   }
   if (depth > CRT_CODEC_MAXDEPTH)
     efail(e, TOODEEP);
-  luaL_checkstack(L, 6, "codec");
+  luaL_checkstack(L, 6, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   uint32_t ref = e->nobj++;
   addobj(e, p, ref, 0);
 
@@ -709,7 +709,7 @@ static void encchan(enc *e, crt_chan *ch) {
   if (e->flags & CRT_CODEC_NOCHANS)
     efail(e, "channel: channels cannot cross a process boundary");
   uint64_t id;
-  luaL_checkstack(e->L, 8, "codec");
+  luaL_checkstack(e->L, 8, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   if (crt_chan_share(e->L, ch, &id) != 0)
     efail(e, lua_isstring(e->L, -1) ? lua_tostring(e->L, -1) : "channel cannot be shared");
   if (crt_buf_add_chan(e->b, ch) != 0)
@@ -1163,7 +1163,7 @@ static void dfail(dec *d, const char *fmt, ...) {
   va_start(ap, fmt);
   lua_pushvfstring(d->L, fmt, ap);
   va_end(ap);
-  lua_error(d->L);
+  lua_error(d->L); /* layers: unwind (inside encmain/decmain's lua_pcall) */
 }
 
 static lua_Integer at(dec *d) { return (lua_Integer)(d->p - d->s); }
@@ -1241,7 +1241,7 @@ static void dect(dec *d, unsigned tag, int depth) {
   lua_State *L = d->L;
   if (depth > CRT_CODEC_MAXDEPTH)
     dfail(d, "input " TOODEEP);
-  luaL_checkstack(L, 6, "codec");
+  luaL_checkstack(L, 6, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   if (tag == T_TABLEMT) {
     size_t n;
     const char *name = getbytes(d, &n);
@@ -1307,7 +1307,7 @@ static void decf(dec *d, int depth) {
   lua_State *L = d->L;
   if (depth > CRT_CODEC_MAXDEPTH)
     dfail(d, "input " TOODEEP);
-  luaL_checkstack(L, 6, "codec");
+  luaL_checkstack(L, 6, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   lua_Integer fat = at(d) - 1;
   rd r;
   r.p = getbytes(d, &r.n);
@@ -1317,7 +1317,7 @@ static void decf(dec *d, int depth) {
 #endif
   int st = lua_load(L, reader, &r, "=crt.codec", "b");
   if (st == LUA_ERRMEM)
-    lua_error(L);
+    lua_error(L); /* layers: unwind (inside encmain/decmain's lua_pcall) */
   if (st != LUA_OK)
     dfail(d, "malformed input (bad function at byte %I: %s)", fat, lua_tostring(L, -1));
   int f = lua_gettop(L);
@@ -1416,7 +1416,7 @@ static void decv(dec *d, int depth) {
     if (d->flags & CRT_CODEC_NOCHANS)
       dfail(d, "input contains a channel, and channels cannot cross a process boundary");
     uint64_t id = get64(d);
-    luaL_checkstack(L, 8, "codec");
+    luaL_checkstack(L, 8, "codec"); /* layers: unwind (inside encmain/decmain's lua_pcall) */
     if (crt_chan_push_id(L, id) != 0)
       dfail(d, "unknown channel in input (closed and collected?)");
     break;
@@ -1452,7 +1452,8 @@ static int decmain(lua_State *L) {
     d->refs = lua_gettop(L);
     d->maxobj = (lua_Integer)nobj;
   }
-  luaL_checkstack(L, (int)n + LUA_MINSTACK, "too many values to decode");
+  const char *too_many = "too many values to decode";
+  luaL_checkstack(L, (int)n + LUA_MINSTACK, too_many); /* layers: unwind (in decmain's pcall) */
   int base = lua_gettop(L);
   for (uint64_t i = 0; i < n; i++) {
     paid(d, 1);

@@ -20,7 +20,7 @@
 
 #include "buf.h"
 
-#define ENTRY_MT "crt.thread.fn"
+static const char entry_mt_key = 'M'; /* registry key of the entries' metatable */
 
 static const char fnc_key = 'f';
 static const char bcc_key = 'b';
@@ -54,9 +54,15 @@ void crt_fncache_init(lua_State *L, crt_fncache *c) {
   c->last_ref = LUA_NOREF;
   weak_table(L, &fnc_key, "k");
   weak_table(L, &bcc_key, "v");
-  if (luaL_newmetatable(L, ENTRY_MT)) {
+  /* The entries' finalizer (frees their bytecode blob): a private
+   * metatable kept under a registry key, not a Lua class. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_mt_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
     lua_pushcfunction(L, entry_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &entry_mt_key);
   }
   lua_pop(L, 1);
 }
@@ -103,7 +109,8 @@ static crt_fnentry *lookup(lua_State *L, int f, const char **err) {
     lua_pop(L, 1);
     crt_fnentry *e = lua_newuserdatauv(L, sizeof *e, 0);
     e->b = NULL;
-    luaL_setmetatable(L, ENTRY_MT);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_mt_key);
+    lua_setmetatable(L, -2);
     e->b = crt_fnblob_new(code.data, code.len);
     if (!e->b) {
       crt_buf_free(&code);

@@ -122,7 +122,7 @@ static int park_k(lua_State *L, int status, lua_KContext ctx) {
   if (t->cancel_now) {
     t->cancel_now = 0;
     push_cancelled(L);
-    return lua_error(L);
+    return lua_error(L); /* layers: unwind (park protocol: crt.Cancelled into the task) */
   }
   lua_KFunction k = t->k;
   t->k = NULL;
@@ -140,7 +140,7 @@ int crt_task_park(lua_State *L, crt_task *t, crt_unpark_fn unpark, void *data, l
     if (unpark)
       unpark(t, data);
     push_cancelled(L);
-    return lua_error(L);
+    return lua_error(L); /* layers: unwind (park protocol: crt.Cancelled into the task) */
   }
   t->parked = 1;
   t->unpark = unpark;
@@ -586,7 +586,7 @@ int crt_task_yield(lua_State *L, crt_task *t) {
   if (t->cancel_req) {
     t->cancel_req = 0;
     push_cancelled(L);
-    return lua_error(L);
+    return lua_error(L); /* layers: unwind (park protocol: crt.Cancelled into the task) */
   }
   /* Parked with no wait source, and already at the back of the queue: a
    * cancel arriving before it runs again is delivered when it resumes. */

@@ -19,13 +19,20 @@
 # limit is CRT_SPEC_TIMEOUT seconds (cache variable, default 300), doubled under
 # a sanitizer.
 
-# crt_c_test(name source [LABELS label...]): an executable built from source,
-# linked to the engine (crtcore) and Lua, that may include the internal headers
-# of runtime/ and uses tests/c/check.h. It passes when it exits 0.
+# crt_c_test(name source [ENGINE] [LABELS label...]): an executable built
+# from source, linked to crt (crt_bindings and crt_engine) and Lua, that may
+# include the internal headers of runtime/ and uses tests/c/check.h. With
+# ENGINE it is linked to crt_engine alone: a test of the engine that also
+# shows the engine links without any bindings object. It passes when it
+# exits 0.
 function(crt_c_test name source)
-  cmake_parse_arguments(arg "" "" "LABELS" ${ARGN})
+  cmake_parse_arguments(arg "ENGINE" "" "LABELS" ${ARGN})
   add_executable(${name} ${source})
-  target_link_libraries(${name} PRIVATE crtcore ${LUA_LINK_LIBRARIES})
+  if(arg_ENGINE)
+    target_link_libraries(${name} PRIVATE crt_engine ${LUA_LINK_LIBRARIES})
+  else()
+    target_link_libraries(${name} PRIVATE crt_bindings crt_engine ${LUA_LINK_LIBRARIES})
+  endif()
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 120)
@@ -86,7 +93,7 @@ endfunction()
 # The test name starts with its area. An area's tests may live in
 # tests/c/<area>.cmake (set-up beyond one line), included here by name; the
 # comment says which tests each one registers.
-crt_c_test(buf tests/c/test_buf.c)
+crt_c_test(buf tests/c/test_buf.c ENGINE)
 include(${CMAKE_CURRENT_LIST_DIR}/c/chan.cmake) # chan_threads (tsan)
 include(${CMAKE_CURRENT_LIST_DIR}/c/codec.cmake) # codec
 include(${CMAKE_CURRENT_LIST_DIR}/c/process.cmake) # process_frames, process_exe; crashlib.so

@@ -3,7 +3,7 @@
 # the crash library the process specs load in a child (build/crashlib.so).
 
 # The frame reader and the batching writer over a socket pair.
-crt_c_test(process_frames tests/c/test_process_frames.c)
+crt_c_test(process_frames tests/c/test_process_frames.c ENGINE)
 
 # crt.process.spawn from an embedding host: a good, a wrong and a fake
 # executable path (crt_config.exe_path).

@@ -18,7 +18,7 @@ check_language(CXX)
 if(CMAKE_CXX_COMPILER)
   enable_language(CXX)
   add_executable(header_cxx tests/c/test_header_cxx.cpp)
-  target_link_libraries(header_cxx PRIVATE crtcore ${LUA_LINK_LIBRARIES})
+  target_link_libraries(header_cxx PRIVATE crt_bindings crt_engine ${LUA_LINK_LIBRARIES})
   set_target_properties(header_cxx PROPERTIES CXX_STANDARD 11 CXX_STANDARD_REQUIRED ON
                                               CXX_EXTENSIONS OFF)
   get_target_property(cxx_opts header_cxx COMPILE_OPTIONS)

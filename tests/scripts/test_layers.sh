@@ -151,6 +151,14 @@ expect_fail 'two violations' "$t" 'runtime/rt.h:3: includes "util.h"' \
   'runtime/chan.c:14: uses luaL_error' 'layers: 2 violation(s)'
 
 # cli/: a runtime header other than crt.h / crt_child.h, or a bindings header.
+# A reviewed exception ("layers: unwind" in a comment on the line) exempts
+# that line only.
+t="$(clean_tree)"
+printf 'void f(lua_State *L) { lua_error(L); } /* layers: unwind */\n' >>"$t/runtime/chan.c"
+expect_ok 'marked unwind' "$t"
+printf 'void g(lua_State *L) { lua_error(L); }\n' >>"$t/runtime/chan.c"
+expect_fail 'unmarked raise after a marked one' "$t" 'runtime/chan.c:15: uses lua_error('
+
 t="$(clean_tree)"
 printf '#include "rt.h"\n' >>"$t/cli/main.c"
 expect_fail 'cli includes rt.h' "$t" 'cli/main.c:7: includes "rt.h" (runtime/rt.h)'
