@@ -83,21 +83,13 @@ static int child_msgh(lua_State *L) {
   return 1;
 }
 
-static int is_cancelled(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  crt_sched_push_cancelled(L);
-  int eq = lua_rawequal(L, idx, -1);
-  lua_pop(L, 1);
-  return eq;
-}
-
 /* The function returned (status OK or YIELD) or raised: send its results
  * or its error as the last message. */
 static int child_run_k(lua_State *L, int status, lua_KContext ctx) {
   crt_proc_ep *ep = lua_touserdata(L, lua_upvalueindex(1));
   (void)ctx;
   int ok = status == LUA_OK || status == LUA_YIELD;
-  if (!ok && is_cancelled(L, -1))
+  if (!ok && crt_sched_is_cancelled(L, -1))
     return lua_error(L); /* cancelled (the child is shutting down): nothing to send */
   int first = ok ? 2 : lua_gettop(L);
   int n = ok ? lua_gettop(L) - 1 : 1;

@@ -238,14 +238,6 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-static int is_cancelled(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  crt_sched_push_cancelled(L);
-  int eq = lua_rawequal(L, idx, -1);
-  lua_pop(L, 1);
-  return eq;
-}
-
 /* Replace out's contents with one encoded string. */
 static void out_string(crt_job *j, const char *s) {
   crt_buf_reset(&j->out);
@@ -453,7 +445,7 @@ static void run_job(crt_worker *w, crt_job *j) {
     char msg[96];
     snprintf(msg, sizeof msg, "not enough memory (in crt thread %d)", w->id);
     out_string(j, msg);
-  } else if (is_cancelled(L, -1)) {
+  } else if (crt_sched_is_cancelled(L, -1)) {
     j->status = CRT_JOB_CANCELLED;
   } else {
     j->status = CRT_JOB_ERROR;

@@ -76,7 +76,7 @@ static const char cancelled_key = 'C';
 
 static void push_cancelled(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &cancelled_key); }
 
-static int is_cancelled(lua_State *L, int idx) {
+int crt_sched_is_cancelled(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   push_cancelled(L);
   int eq = lua_rawequal(L, idx, -1);
@@ -259,7 +259,7 @@ static void finish(crt_task *t, int st, int nres) {
      * error carries the traceback itself (what awaiters re-raise); any other
      * value is re-raised as it is and its traceback is kept for reports. */
     lua_State *L = rt->L;
-    int cancelled = is_cancelled(co, -1);
+    int cancelled = crt_sched_is_cancelled(co, -1);
     lua_checkstack(L, 4);
     lua_xmove(co, L, 1); /* error value */
     if (cancelled) {
@@ -441,7 +441,7 @@ void crt_task_complete(crt_task *t, lua_State *L, int ok, int n) {
     t->nres = n;
     t->observed = 1;
   } else {
-    int cancelled = is_cancelled(L, -1);
+    int cancelled = crt_sched_is_cancelled(L, -1);
     if (lua_type(L, -1) == LUA_TSTRING) /* it carries its traceback */
       lua_pushvalue(L, -1);
     else

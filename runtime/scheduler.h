@@ -106,6 +106,8 @@ void crt_task_observe(crt_task *t);
 void crt_task_finalize(lua_State *L, crt_task *t);
 void crt_sched_set_cancelled(lua_State *L); /* pops the crt.Cancelled value */
 void crt_sched_push_cancelled(lua_State *L);
+/* Whether the value at idx is this state's crt.Cancelled. */
+int crt_sched_is_cancelled(lua_State *L, int idx);
 
 /* Arm the task's own timer while it is parked: when it fires first, the
  * unpark hook is called (as for a cancel) and the task resumes in its
