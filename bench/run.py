@@ -814,7 +814,7 @@ def bench_msgs(tools, args, log):
                             "Python's Pipe and Queue rows come from the same run.",
                             "Round trips are reported but not ranked: the rate is bimodal for every "
                             "implementation on this machine (~15,000/s or ~100,000+/s from one run to the next; "
-                            "the wake-up of the other process on the other core dominates), see docs/processes.md."])
+                            "the wake-up of the other process on the other core dominates), see docs/benchmarks.md."])
     crt = find(b["rows"], "crt")
     for peer in ("pypipe", "pyqueue", "node"):
         add_targets(b, ahead("crt small messages ahead of %s", crt, find(b["rows"], peer), "small_per_s",
