@@ -7,7 +7,7 @@ also be run on its own:
     python3 bench/run.py [--crt PATH] [--runs 3] [--quick] [--markdown FILE]
                          [--json FILE] [BENCHMARK...]
 
-Benchmarks (default: all, in this order): w1 w2 startup w3 w3p w4 w5 w6 msgs w7
+Benchmarks (default: all, in this order): w1 w2 startup w3 w3p w4 w5 w6 msgs w7 idle
 (w3 = threads, w3p = processes, msgs = messages between processes).
 
 Every implementation runs once unrecorded (`--warmup`) and then `--runs`
@@ -782,6 +782,41 @@ def bench_w6(tools, args, log):
     return b
 
 
+# idle: crt_step with no task alive and a large heap (issue 14)
+
+
+def bench_idle(tools, args, log):
+    tables = "20000" if args.quick else "200000"
+    steps = "200" if args.quick else "2000"
+    impls = []
+    host = os.path.join(os.path.dirname(tools.crt), "bench_idle_step") if tools.crt else None
+    if host and os.path.exists(host):
+        impls.append(Impl("crt", "crt_step(rt, CRT_NOWAIT) from a C host (bench/idle_step/host.c)",
+                          [host, tables, steps]))
+    log("idle: idle crt_step calls with %s tables on the heap" % tables)
+    b = result_bench("idle", "idle: one crt_step(rt, CRT_NOWAIT) of an embedding host with nothing to do, "
+                     "with %s small tables on the Lua heap" % "{:,}".format(int(tables)), impls, args, log,
+                     [("empty_ns", "empty runtime (ns/step)", "%.0f"),
+                      ("heap_ns", "large heap (ns/step)", "%.0f"),
+                      ("heap_task_ns", "heap + 1 sleeping task (ns/step)", "%.0f"),
+                      ("heap_after_ns", "heap, after a burst (ns/step)", "%.0f"),
+                      ("floor_ns", "floor: uv_run NOWAIT (ns/step)", "%.0f")],
+                     [], "crt",
+                     notes=["The floor is uv_run(UV_RUN_NOWAIT) on an empty libuv loop, measured by the same "
+                            "program. Before the fix every idle step ran a full garbage collection."])
+    crt = find(b["rows"], "crt")
+    e, h, ht, ha = (val(crt, k) for k in ("empty_ns", "heap_ns", "heap_task_ns", "heap_after_ns"))
+    if h is not None and ht is not None:
+        add_targets(b, target("an idle step costs no more than a step with a task alive",
+                              "%.0f ns idle vs %.0f ns with a sleeping task" % (h, ht), h <= ht))
+    if h is not None and e is not None and ha is not None:
+        add_targets(b, target("an idle step does not grow with the heap (within 3x of an empty runtime)",
+                              "%.0f / %.0f ns with the heap vs %.0f ns empty" % (h, ha, e),
+                              max(h, ha) <= 3 * max(e, 1)))
+    crt_failed(b, "crt")
+    return b
+
+
 # Messages between a process and its child
 
 
@@ -1092,10 +1127,11 @@ def dpkg_version(pkg):
 
 BENCHES = {"w1": bench_w1, "w2": bench_w2, "startup": bench_startup, "w3": bench_w3,
            "w3p": bench_w3p, "w4": bench_w4, "w5": bench_w5, "w6": bench_w6, "msgs": bench_msgs,
-           "w7": bench_w7}
+           "w7": bench_w7, "idle": bench_idle}
 ALIASES = {"w3t": "w3", "w3_cpu": "w3", "threads": "w3", "w3_proc": "w3p", "w3proc": "w3p",
            "w4_tiny": "w4", "w5_messages": "w5", "w6_spawn": "w6", "proc_msgs": "msgs",
-           "procmsgs": "msgs", "messages": "msgs", "w7_echo": "w7", "start-up": "startup"}
+           "procmsgs": "msgs", "messages": "msgs", "w7_echo": "w7", "start-up": "startup",
+           "idle_step": "idle"}
 
 
 def main():

@@ -340,8 +340,13 @@ int crt_step(crt_runtime *rt, crt_step_mode mode) {
       break;
     }
   }
-  if (!rt->exiting && !pending(rt))
+  /* Idle: report what failed unawaited, once per burst of work. A host
+   * steps every frame with no task alive; when no task ended since the last
+   * reports, no failure can be new, so the full collection is skipped. */
+  if (!rt->exiting && !pending(rt) && rt->nended != rt->nended_at_reports) {
+    rt->nended_at_reports = rt->nended;
     final_reports(rt);
+  }
   if (rt->exiting)
     return CRT_EEXIT;
   if (rt->nreported != rt->ncollect_reports) {

@@ -30,10 +30,12 @@ struct crt_runtime {
   /* Scheduler (scheduler.c). */
   crt_fifo ready; /* tasks to resume, through crt_task.rnode */
   size_t nready;
-  size_t nalive;        /* tasks not finished (pinned) */
-  crt_list alive;       /* live tasks (for shutdown), through crt_task.alink */
-  crt_list unobserved;  /* failed tasks nobody awaited yet, through crt_task.alink */
-  int ncollect_reports; /* nreported at the last crt_step return */
+  size_t nalive;            /* tasks not finished (pinned) */
+  size_t nended;            /* tasks ended so far */
+  size_t nended_at_reports; /* nended when final reports last ran */
+  crt_list alive;           /* live tasks (for shutdown), through crt_task.alink */
+  crt_list unobserved;      /* failed tasks nobody awaited yet, through crt_task.alink */
+  int ncollect_reports;     /* nreported at the last crt_step return */
   struct crt_task *main_task;
   uv_prepare_t prepare;
   uv_check_t check;

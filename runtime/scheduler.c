@@ -55,15 +55,16 @@ struct crt_task {
   int nres;
   /* Kept small: a parked task should cost little more than its coroutine. */
   unsigned status : 3;
-  unsigned parked : 1;     /* waiting for wake or unpark */
-  unsigned queued : 1;     /* in the ready queue */
-  unsigned cancel_req : 1; /* deliver crt.Cancelled at the next wait point */
-  unsigned cancel_now : 1; /* deliver crt.Cancelled when resumed */
-  unsigned observed : 1;   /* its end was awaited (or it cannot fail) */
-  unsigned unobs : 1;      /* in the unobserved-failure list */
-  unsigned timed_out : 1;  /* the deadline fired before a wake */
-  unsigned deferred : 1;   /* unpark found the wait already completing */
-  unsigned future : 1;     /* no coroutine: C code completes it */
+  unsigned parked : 1;       /* waiting for wake or unpark */
+  unsigned queued : 1;       /* in the ready queue */
+  unsigned cancel_req : 1;   /* deliver crt.Cancelled at the next wait point */
+  unsigned cancel_now : 1;   /* deliver crt.Cancelled when resumed */
+  unsigned observed : 1;     /* its end was awaited (or it cannot fail) */
+  unsigned unobs : 1;        /* in the unobserved-failure list */
+  unsigned timed_out : 1;    /* the deadline fired before a wake */
+  unsigned deferred : 1;     /* unpark found the wait already completing */
+  unsigned future : 1;       /* no coroutine: C code completes it */
+  unsigned cancel_asked : 1; /* task:cancel() (or shutdown) asked for it */
 };
 
 /* The task being resumed on this thread (tasks of nested runtimes on the same
@@ -259,11 +260,22 @@ static void finish(crt_task *t, int st, int nres) {
      * error carries the traceback itself (what awaiters re-raise); any other
      * value is re-raised as it is and its traceback is kept for reports. */
     lua_State *L = rt->L;
-    int cancelled = crt_sched_is_cancelled(co, -1);
+    /* Only a task that was asked to cancel ends cancelled. crt.Cancelled
+     * raised in any other task (it awaited a task that was cancelled, say)
+     * is an error like any other: its awaiters get it, and nobody awaiting
+     * it is reported (as asyncio reports a CancelledError that escapes). */
+    int is_cancel_value = crt_sched_is_cancelled(co, -1);
+    int cancelled = is_cancel_value && t->cancel_asked;
     lua_checkstack(L, 4);
     lua_xmove(co, L, 1); /* error value */
     if (cancelled) {
       lua_pushliteral(L, "crt.Cancelled");
+    } else if (is_cancel_value) {
+      luaL_traceback(L, co,
+                     "crt.Cancelled (in a task that was not cancelled: it awaited a "
+                     "cancelled task, or raised crt.Cancelled itself)",
+                     0);
+      drop_internal_frames(L);
     } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
       luaL_traceback(L, co, lua_tostring(L, -1), 0);
       drop_internal_frames(L);
@@ -319,6 +331,7 @@ static void end_task(crt_task *t) {
   if (t == rt->main_task)
     rt->main_task = NULL;
   rt->nalive--;
+  rt->nended++;
   luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
 }
@@ -464,6 +477,7 @@ void crt_task_complete(crt_task *t, lua_State *L, int ok, int n) {
 void crt_task_cancel(crt_task *t) {
   if (t->ref == LUA_NOREF)
     return; /* finished: nothing to cancel */
+  t->cancel_asked = 1;
   if (t->future) {
     /* Its C code is told once; it completes the task (perhaps at once). */
     if (!t->cancel_req && t->unpark) {

@@ -101,6 +101,37 @@ static void test_unawaited(void) {
   crt_close(rt);
 }
 
+/* Issue 14, bug 2: an idle crt_step (no task alive) runs no full garbage
+ * collection, and unawaited failures are still reported once each. The
+ * collector is stopped, so only an explicit full collection can run the
+ * finalizer of the garbage made between steps. */
+static void test_idle_steps(void) {
+  crt_runtime *rt = open_logged();
+  lua_State *L = crt_lua(rt);
+  CHECK(crt_dostring(
+            rt, "for i = 1, 10 do crt.spawn(function() if i == 1 then error('first') end end) end",
+            "=idle") == 0);
+  CHECK(crt_step(rt, CRT_NOWAIT) == CRT_EFAILED);
+  CHECK(nlogged == 1 && strstr(logged, "first"));
+  lua_gc(L, LUA_GCSTOP);
+  CHECK(luaL_dostring(L, "collected = false\n"
+                         "setmetatable({}, {__gc = function() collected = true end})") == LUA_OK);
+  for (int i = 0; i < 100; i++)
+    CHECK(crt_step(rt, CRT_NOWAIT) == 0);
+  CHECK(global_int(rt, "collected") == 0); /* false: no full collection ran */
+  lua_getglobal(L, "collected");
+  CHECK(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  CHECK(nlogged == 1);
+  lua_gc(L, LUA_GCRESTART);
+  /* A new burst with a failure is reported at the next idle step. */
+  CHECK(luaL_dostring(L, "crt.spawn(function() error('second') end)") == LUA_OK);
+  CHECK(crt_step(rt, CRT_NOWAIT) == CRT_EFAILED);
+  CHECK(nlogged == 2 && strstr(logged, "second"));
+  CHECK(crt_step(rt, CRT_NOWAIT) == 0);
+  crt_close(rt);
+}
+
 static void test_exit(void) {
   crt_runtime *rt = open_logged();
   CHECK(crt_dostring(rt, "crt.spawn(crt.sleep, 100) crt.exit(9)", "=e") == 0);
@@ -251,6 +282,7 @@ int main(void) {
   test_once();
   test_errors();
   test_unawaited();
+  test_idle_steps();
   test_exit();
   test_deadlock();
   test_close_pending();
