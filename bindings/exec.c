@@ -222,7 +222,7 @@ typedef struct epipe {
   crt_handle_close_fn close_fn; /* must stay first */
   uv_pipe_t pipe;
   exec_op *op;
-  crt_iobuf buf;
+  crt_buf buf;
   int open; /* initialised and not yet closing */
   int eof;
 } epipe;
@@ -255,8 +255,8 @@ static void op_maybe_free(exec_op *op) {
     return;
   if (op->dref != LUA_NOREF)
     luaL_unref(crt_lua(op->io->rt), LUA_REGISTRYINDEX, op->dref);
-  crt_iobuf_free(&op->out.buf);
-  crt_iobuf_free(&op->err.buf);
+  crt_buf_free(&op->out.buf);
+  crt_buf_free(&op->err.buf);
   free(op);
 }
 
@@ -298,7 +298,7 @@ static void pipe_drain(epipe *p) {
     for (;;) {
       ssize_t n = read(fd, slab, CRT_IO_SLAB);
       if (n > 0) {
-        if (crt_iobuf_add(&p->buf, slab, (size_t)n) < 0)
+        if (crt_buf_append(&p->buf, slab, (size_t)n) != 0)
           break;
       } else if (!(n < 0 && errno == EINTR)) {
         break;
@@ -346,7 +346,7 @@ static void exec_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void exec_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   epipe *p = st->data;
   if (nread > 0) {
-    if (crt_iobuf_add(&p->buf, buf->base, (size_t)nread) == 0)
+    if (crt_buf_append(&p->buf, buf->base, (size_t)nread) == 0)
       return;
   } else if (nread == 0) {
     return;

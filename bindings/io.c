@@ -1,8 +1,7 @@
 /*
  * io.c - the per-runtime I/O context shared by crt.fs, crt.net, crt.signal
  * and crt.process.exec/command, and their small helpers (names, signals,
- * protected pushing, boxed objects, module tables, address formatting; the
- * deprecated crt_iobuf that exec.c still uses).
+ * protected pushing, boxed objects, module tables, address formatting).
  *
  * Loop thread only. The context is a userdata of the runtime's Lua state,
  * pinned in the registry: it lives until lua_close, after every handle is
@@ -200,34 +199,6 @@ void crt_io_ignore_sigpipe(void) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
   }
-}
-
-/* ---- byte buffers --------------------------------------------------------- */
-
-/* deprecated: exec.c still uses it; removed at integration */
-int crt_iobuf_add(crt_iobuf *b, const char *p, size_t n) {
-  if (n > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) {
-      if (cap > ((size_t)-1) / 2)
-        return UV_ENOMEM;
-      cap *= 2;
-    }
-    char *d = realloc(b->data, cap);
-    if (!d)
-      return UV_ENOMEM;
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return 0;
-}
-
-void crt_iobuf_free(crt_iobuf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
 }
 
 /* ---- boxed objects ---------------------------------------------------------- */

@@ -99,16 +99,6 @@ void crt_io_pushbuf(lua_State *L, char *buf, size_t len);
  * instead of killing the process), unless the host set a handler. */
 void crt_io_ignore_sigpipe(void);
 
-/* deprecated: exec.c still uses it; removed at integration (use crt_buf of
- * runtime/buf.h). A growable malloc'd byte buffer for data from libuv. */
-typedef struct crt_iobuf {
-  char *data;
-  size_t len, cap;
-} crt_iobuf;
-/* Append n bytes; returns 0 or UV_ENOMEM. */
-int crt_iobuf_add(crt_iobuf *b, const char *p, size_t n);
-void crt_iobuf_free(crt_iobuf *b);
-
 /* The pointer in the box (a userdata holding a T *) at idx, taken out: the
  * box is left empty. For a finalizer, which then detaches the object. */
 static inline void *crt_io_unbox(lua_State *L, int idx) {

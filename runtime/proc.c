@@ -253,7 +253,7 @@ static void mgr_close(void *ud) {
   size_t n = 0;
   for (crt_link *it = m->procs.head; it; it = it->next)
     n++;
-  int small[32];
+  int small[32] = {0};
   int *pids = n <= 32 ? small : malloc(n * sizeof *pids);
   size_t k = 0;
   for (crt_link *it = m->procs.head; it; it = it->next) {
