@@ -4,6 +4,7 @@
  * the log hook, closing with tasks, timers and channel waiters pending, the
  * allocator hook, and crt_close's check that the loop closed (status 70).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +246,10 @@ static void test_loop_not_closed(void) {
   CHECK(nlogged == 0);
 }
 
-/* crt_config.alloc: the main state allocates through the host's function. */
-static size_t nalloc;
+/* crt_config.alloc: the main state and the thread workers' states allocate
+ * through the host's function (workers call it from their own threads). */
+static _Atomic size_t nalloc, nalloc_other;
+static pthread_t main_thread;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)osize;
@@ -256,6 +259,8 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   nalloc++;
+  if (!pthread_equal(pthread_self(), main_thread))
+    nalloc_other++;
   return realloc(ptr, nsize);
 }
 
@@ -273,10 +278,19 @@ static void test_alloc_hook(void) {
   CHECK(crt_dostring(rt, "local t = {} for i = 1, 100 do t[i] = {i} end crt.sleep(0)", "=a") == 0);
   CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
   CHECK(nalloc > after_open + 100);
+  CHECK(nalloc_other == 0);
+  CHECK(
+      crt_dostring(rt,
+                   "assert(crt.thread.run(function() local t = {} for i = 1, 100 do t[i] = {i} end "
+                   "return #t end):await() == 100)",
+                   "=w") == 0);
+  CHECK(crt_step(rt, CRT_UNTIL_DONE) == 0);
+  CHECK(nalloc_other > 100); /* the worker's state used the hook too */
   CHECK(crt_close(rt) == 0);
 }
 
 int main(void) {
+  main_thread = pthread_self();
   test_until_done();
   test_nowait_frames();
   test_once();
