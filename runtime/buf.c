@@ -48,16 +48,6 @@ int crt_buf_reserve_exact(crt_buf *b, size_t n) {
   return 0;
 }
 
-int crt_buf_append(crt_buf *b, const void *p, size_t n) {
-  if (n == 0)
-    return 0;
-  if (crt_buf_reserve(b, n) != 0)
-    return -1;
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return 0;
-}
-
 void crt_buf_rewind(crt_buf *b, size_t len, size_t nchans) {
   if (len < b->len)
     b->len = len;

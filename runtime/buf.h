@@ -12,6 +12,7 @@
 #define CRT_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct crt_chan;
 
@@ -31,7 +32,18 @@ int crt_buf_reserve(crt_buf *b, size_t n);
  * the capacity becomes len + n (a buffer whose final size is known, such as
  * a file read whole). Returns 0 or -1. */
 int crt_buf_reserve_exact(crt_buf *b, size_t n);
-int crt_buf_append(crt_buf *b, const void *p, size_t n);
+/* Append n bytes; 0, or -1 when memory cannot be had (b unchanged). Inline:
+ * the common case (room left) is a memcpy on the hot paths (streams, the
+ * codec). */
+static inline int crt_buf_append(crt_buf *b, const void *p, size_t n) {
+  if (n == 0)
+    return 0;
+  if (n > b->cap - b->len && crt_buf_reserve(b, n) != 0)
+    return -1;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
 /* Forget the bytes and release the retained channels, keep the memory. */
 void crt_buf_reset(crt_buf *b);
 /* Release everything. */
