@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "lib.h"
 #include "util.h"
 
 /* Output buffers bigger than this are freed after use rather than kept. */

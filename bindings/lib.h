@@ -1,7 +1,7 @@
 /*
  * lib.h - the open functions of the bindings that bindings/crt.c calls to
- * assemble the crt table (the others are still declared next to their
- * areas: chan.h, codec.h, io.h, process.h, thread.h).
+ * assemble the crt table (the others are declared in the header of their
+ * area in bindings/: channel.h, io.h, process.h, thread.h).
  *
  * Loop thread only (the state that owns the runtime).
  */
@@ -20,5 +20,9 @@ int crt_open_lib(lua_State *L, struct crt_runtime *rt);
  * at the top (popped), add crt.spawn, crt.sleep, ..., crt.Cancelled to the
  * table below it. */
 int crt_open_task(lua_State *L);
+
+/* The crt.codec table (encode, decode, register) pushed on L
+ * (bindings/codec.c); also opened in thread workers' states. */
+int crt_open_codec(lua_State *L);
 
 #endif

@@ -13,6 +13,7 @@
 #include "chan.h"
 #include "channel.h"
 #include "codec.h"
+#include "lib.h"
 #include "pool.h"
 #include "rt.h"
 #include "scheduler.h"

@@ -65,7 +65,4 @@ int crt_codec_encode_string(crt_buf *out, const char *s, size_t n);
  */
 int crt_codec_decode(lua_State *L, const char *data, size_t len, int flags);
 
-/* The Lua binding: crt.codec table (encode, decode, register). */
-int crt_open_codec(lua_State *L);
-
 #endif
