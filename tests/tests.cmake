@@ -21,7 +21,8 @@
 
 # crt_c_test(name source [ENGINE] [LABELS label...]): an executable built
 # from source, linked to crt (crt_bindings and crt_engine) and Lua, that may
-# include the internal headers of runtime/ and uses tests/c/check.h. With
+# include the internal headers of runtime/ (and, without ENGINE, of
+# bindings/) and uses tests/c/check.h. With
 # ENGINE it is linked to crt_engine alone: a test of the engine that also
 # shows the engine links without any bindings object. It passes when it
 # exits 0.
@@ -32,6 +33,7 @@ function(crt_c_test name source)
     target_link_libraries(${name} PRIVATE crt_engine ${LUA_LINK_LIBRARIES})
   else()
     target_link_libraries(${name} PRIVATE crt_bindings crt_engine ${LUA_LINK_LIBRARIES})
+    target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/bindings)
   endif()
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime)
   add_test(NAME ${name} COMMAND ${name})

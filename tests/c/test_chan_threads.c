@@ -14,8 +14,9 @@
 #include <lualib.h>
 
 #include "chan.h"
-#include "../../bindings/channel.h"
+#include "channel.h"
 #include "codec.h"
+#include "lib.h"
 #include "check.h"
 #include "crt.h"
 #include "scheduler.h"

@@ -20,6 +20,7 @@
 #include "check.h"
 #include "buf.h"
 #include "codec.h"
+#include "lib.h"
 
 /* An allocator that counts bytes, remembers the peak and can fail on demand:
  * `failafter` > 0 lets that many growing allocations succeed, then fails them
