@@ -11,6 +11,10 @@
  *   than CRT_STREAM_AHEAD bytes are buffered or a reader needs more; past
  *   that it stops (uv_read_stop) until a reader consumes: a peer that sends
  *   faster than the script reads is held back by TCP, not by memory.
+ * - A readline needs at most its line limit (CRT_STREAM_LINE_MAX by default)
+ *   plus 2 bytes: once that many are buffered without a "\n" it fails
+ *   (EMSGSIZE) and consumes nothing, so a peer sending an endless line grows
+ *   the buffer to about max(limit, CRT_STREAM_AHEAD) plus one read.
  * - The handle is ref'd (keeps the loop alive) only while a task waits on it
  *   (nwait > 0), so that idle streams never hold up the runtime's exit.
  * - A writer whose data could not all go out at once has it queued (copied
@@ -37,6 +41,7 @@
 #define CRT_STREAM_HIGH_WATER ((size_t)1024 * 1024)
 #define CRT_STREAM_COPY_MAX ((size_t)16 * 1024)
 #define CRT_STREAM_MAX_EXACT ((size_t)1 << 30)
+#define CRT_STREAM_LINE_MAX ((size_t)64 * 1024)
 #define CRT_STREAM_KEEP_BUF ((size_t)256 * 1024)
 #define CRT_STREAM_MIN_BUF ((size_t)4096)
 #define CRT_STREAM_MAX_BUFS 16
@@ -228,25 +233,42 @@ static void consume(crt_stream *s, size_t n) {
   }
 }
 
+enum { LINE_NONE, LINE_FOUND, LINE_LONG };
+
+/* Look for the next line in the buffer, with s->rwant as its limit: LINE_FOUND
+ * with *len (without the "\n" and a "\r" before it) and *skip (with them),
+ * LINE_LONG when the line has more than the limit, else LINE_NONE. Only the
+ * first limit + 2 bytes are looked at ("\r\n" after limit bytes); s->rscan
+ * remembers how far there is no "\n", so each byte is looked at once. */
+static int find_line(crt_stream *s, size_t *len, size_t *skip) {
+  const char *base = s->rbuf.data + s->roff;
+  size_t rlen = buffered(s), max = s->rwant;
+  size_t span = rlen < max + 2 ? rlen : max + 2;
+  const char *nl = span > s->rscan ? memchr(base + s->rscan, '\n', span - s->rscan) : NULL;
+  if (nl) {
+    size_t n = (size_t)(nl - base);
+    s->rscan = n;
+    *skip = n + 1;
+    if (n > 0 && base[n - 1] == '\r')
+      n--;
+    *len = n;
+    return n > max ? LINE_LONG : LINE_FOUND;
+  }
+  if (span > s->rscan)
+    s->rscan = span;
+  return rlen >= max + 2 ? LINE_LONG : LINE_NONE;
+}
+
 /* Is what the reader waits for there (or will it never be)? For readline,
  * leaves rscan at the "\n" found. */
 static int satisfied(crt_stream *s) {
   if (s->rerr || s->closed)
     return 1;
-  size_t rlen = buffered(s);
+  size_t rlen = buffered(s), len, skip;
   switch (s->rmode) {
   case RD_ANY: return rlen > 0;
   case RD_EXACT: return rlen >= s->rwant;
-  default: {
-    const char *base = s->rbuf.data + s->roff;
-    const char *nl = rlen > s->rscan ? memchr(base + s->rscan, '\n', rlen - s->rscan) : NULL;
-    if (nl) {
-      s->rscan = (size_t)(nl - base);
-      return 1;
-    }
-    s->rscan = rlen;
-    return 0;
-  }
+  default: return find_line(s, &len, &skip) != LINE_NONE;
   }
 }
 
@@ -310,6 +332,15 @@ static crt_stream *check_stream(lua_State *L, const char *fname) {
   return s;
 }
 
+/* nil, "<fname>: line longer than <max> bytes", "EMSGSIZE": the line stays
+ * buffered. */
+static int line_too_long(lua_State *L, crt_stream *s, const char *fname) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: line longer than %I bytes", fname, (lua_Integer)s->rwant);
+  lua_pushstring(L, uv_err_name(UV_EMSGSIZE));
+  return 3;
+}
+
 /* Push what the reader asked for from the buffer (s->rmode), or nil at the
  * end, or nil, message, code after an error. */
 static int deliver(lua_State *L, crt_stream *s, const char *fname) {
@@ -335,16 +366,15 @@ static int deliver(lua_State *L, crt_stream *s, const char *fname) {
   default: {
     if (s->closed)
       break;
-    const char *nl = rlen > s->rscan ? memchr(base + s->rscan, '\n', rlen - s->rscan) : NULL;
-    if (nl) {
-      size_t len = (size_t)(nl - base);
-      size_t skip = len + 1;
-      if (len > 0 && base[len - 1] == '\r')
-        len--;
+    size_t len, skip;
+    int found = find_line(s, &len, &skip);
+    if (found == LINE_FOUND) {
       lua_pushlstring(L, base, len);
       consume(s, skip);
       goto done;
     }
+    if (found == LINE_LONG || (rlen > s->rwant && s->rerr == UV_EOF))
+      return line_too_long(L, s, fname);
     if (rlen > 0 && s->rerr == UV_EOF) {
       lua_pushlstring(L, base, rlen); /* the last line, without "\n" */
       consume(s, rlen);
@@ -363,14 +393,17 @@ done:
   return n;
 }
 
-static const char *const read_names[] = {"stream:read", "stream:read_exactly", "stream:readline"};
-
 /* ctx of a read: the mode, plus RD_RAISE for the lines iterator, which
  * raises a read error instead of returning it (a for loop would drop it). */
 #define RD_RAISE 8
 
+static const char *read_name(lua_KContext ctx) {
+  static const char *const names[] = {"stream:read", "stream:read_exactly", "stream:readline"};
+  return (ctx & RD_RAISE) ? "stream:lines" : names[ctx & 7];
+}
+
 static int finish_read(lua_State *L, crt_stream *s, lua_KContext ctx) {
-  int n = deliver(L, s, read_names[ctx & 7]);
+  int n = deliver(L, s, read_name(ctx));
   if (n == 3 && (ctx & RD_RAISE)) {
     lua_pop(L, 1);
     return lua_error(L);
@@ -398,7 +431,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int read_common(lua_State *L, int ctx, size_t want) {
   int mode = ctx & 7;
-  const char *fname = read_names[mode];
+  const char *fname = read_name(ctx);
   crt_stream *s = check_stream(L, fname);
   crt_task *t = crt_task_require(L, fname);
   if (!s->readable)
@@ -456,18 +489,37 @@ static int s_read_exactly(lua_State *L) {
   return read_common(L, RD_EXACT, (size_t)n);
 }
 
-static int s_readline(lua_State *L) { return read_common(L, RD_LINE, 0); }
+/* The line limit of readline/lines at index 2: CRT_STREAM_LINE_MAX when
+ * absent, else an integer from 1 to 1 GiB (raises otherwise). */
+static size_t check_line_max(lua_State *L, const char *fname) {
+  if (lua_isnoneornil(L, 2))
+    return CRT_STREAM_LINE_MAX;
+  lua_Integer n = check_count(L, fname);
+  if (n < 1)
+    crt_argerror(L, fname, 2, "line limit must be positive");
+  if ((lua_Unsigned)n > CRT_STREAM_MAX_EXACT)
+    crt_argerror(L, fname, 2, "line limit too large (at most 1 GiB)");
+  return (size_t)n;
+}
+
+/* stream:readline([max]): the next line, at most max bytes. */
+static int s_readline(lua_State *L) {
+  return read_common(L, RD_LINE, check_line_max(L, "stream:readline"));
+}
 
 static int lines_iter(lua_State *L) {
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
-  return read_common(L, RD_LINE | RD_RAISE, 0);
+  return read_common(L, RD_LINE | RD_RAISE, (size_t)lua_tointeger(L, lua_upvalueindex(2)));
 }
 
+/* stream:lines([max]): an iterator of readline(max) that raises failures. */
 static int s_lines(lua_State *L) {
+  size_t max = check_line_max(L, "stream:lines");
   check_stream(L, "stream:lines");
   lua_settop(L, 1);
-  lua_pushcclosure(L, lines_iter, 1);
+  lua_pushinteger(L, (lua_Integer)max);
+  lua_pushcclosure(L, lines_iter, 2);
   return 1;
 }
 
@@ -652,6 +704,13 @@ static int s_index(lua_State *L) {
       lua_pushnil(L);
     return 1;
   }
+  if (k && strcmp(k, "buffered") == 0) {
+    if (*box && !(*box)->closed)
+      lua_pushinteger(L, (lua_Integer)buffered(*box));
+    else
+      lua_pushnil(L);
+    return 1;
+  }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   return 1;
@@ -662,8 +721,8 @@ void crt_stream_open(lua_State *L) {
                                      {"readline", s_readline}, {"lines", s_lines},
                                      {"write", s_write},       {"shutdown", s_shutdown},
                                      {"close", s_close},       {NULL, NULL}};
-  /* __index is a function (for the peer field) over the methods table, its
-   * upvalue. */
+  /* __index is a function (for the peer and buffered fields) over the
+   * methods table, its upvalue. */
   static const luaL_Reg meta[] = {{"__index", s_index},
                                   {"__gc", s_gc},
                                   {"__close", s_close},

@@ -40,7 +40,7 @@ typedef struct crt_stream {
   int rerr;         /* UV_EOF or an error once the read side ended */
   crt_task *reader; /* the task waiting in read/read_exactly/readline */
   int rmode;        /* what it waits for */
-  size_t rwant;     /* read_exactly: how many bytes */
+  size_t rwant;     /* read_exactly: how many bytes; read: at most; readline: the limit */
 
   /* Write side. */
   size_t nwrites; /* write requests not completed */
