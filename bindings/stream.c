@@ -326,7 +326,16 @@ static void update_reading(crt_stream *s) {
 }
 
 static crt_stream *check_stream(lua_State *L, const char *fname) {
-  crt_stream *s = crt_checkptr(L, 1, CRT_STREAM_MT, "stream", fname);
+  crt_stream *s;
+  /* Fast path on every call: a method's upvalue 1 is the stream metatable
+   * (crt_stream_open), compared without looking the class up by name. */
+  crt_stream **box = lua_touserdata(L, 1);
+  int same = 0;
+  if (box && lua_getmetatable(L, 1)) {
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  s = same ? *box : crt_checkptr(L, 1, CRT_STREAM_MT, "stream", fname);
   if (!s || s->closed)
     crt_errorf(L, fname, "the stream is closed");
   return s;
@@ -728,6 +737,17 @@ void crt_stream_open(lua_State *L) {
                                   {"__close", s_close},
                                   {"__tostring", s_tostring},
                                   {NULL, NULL}};
-  luaL_newlib(L, methods);
+  luaL_newlibtable(L, methods);
+  lua_pushnil(L); /* upvalue 1 of the methods: the metatable, set below */
+  luaL_setfuncs(L, methods, 1);
+  lua_pushvalue(L, -1);
   crt_newclass(L, CRT_STREAM_MT, NULL, meta, 1);
+  luaL_getmetatable(L, CRT_STREAM_MT);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -3);
+    lua_setupvalue(L, -2, 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
 }
