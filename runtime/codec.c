@@ -825,6 +825,14 @@ static inline unsigned char *fput(lua_State *L, int idx, unsigned char *p) {
 /* The flat table at idx (absolute): its encoded size bound and, through
  * narr/nhash, its counts; 0 when it is not flat (a metatable, a table or
  * other non-scalar key or value). Needs 3 stack slots. */
+/* Is the key at -2 an integer of the array part 1..na (already written)? */
+static int in_array(lua_State *L, lua_Unsigned na) {
+  if (!lua_isinteger(L, -2))
+    return 0;
+  lua_Integer k = lua_tointeger(L, -2);
+  return k >= 1 && (lua_Unsigned)k <= na;
+}
+
 static size_t fsize_table(lua_State *L, int idx, lua_Unsigned *narr, uint64_t *nhash) {
   if (lua_getmetatable(L, idx)) {
     lua_pop(L, 1);
@@ -842,12 +850,9 @@ static size_t fsize_table(lua_State *L, int idx, lua_Unsigned *narr, uint64_t *n
   }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_isinteger(L, -2)) {
-      lua_Integer k = lua_tointeger(L, -2);
-      if (k >= 1 && (lua_Unsigned)k <= na) {
-        lua_pop(L, 1);
-        continue;
-      }
+    if (in_array(L, na)) {
+      lua_pop(L, 1);
+      continue;
     }
     size_t kw = fsize(L, -2), vw = fsize(L, -1);
     if (!kw || !vw) {
@@ -875,12 +880,9 @@ static unsigned char *fput_table(lua_State *L, int idx, unsigned char *p, lua_Un
   }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_isinteger(L, -2)) {
-      lua_Integer k = lua_tointeger(L, -2);
-      if (k >= 1 && (lua_Unsigned)k <= na) {
-        lua_pop(L, 1);
-        continue;
-      }
+    if (in_array(L, na)) {
+      lua_pop(L, 1);
+      continue;
     }
     p = fput(L, -2, p);
     p = fput(L, -1, p);
