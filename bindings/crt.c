@@ -25,7 +25,16 @@
 
 const char *crt_lua_source(const char *name, size_t *len); /* generated */
 
+/* crt.pid(): the process id of the calling state's process (the same in
+ * every thread worker; a child process has its own). */
+int crt_l_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
 static void set_info(lua_State *L) {
+  lua_pushcfunction(L, crt_l_pid);
+  lua_setfield(L, -2, "pid");
   lua_pushliteral(L, CRT_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushstring(L, LUA_RELEASE);

@@ -25,4 +25,7 @@ int crt_open_task(lua_State *L);
  * (bindings/codec.c); also opened in thread workers' states. */
 int crt_open_codec(lua_State *L);
 
+/* crt.pid (bindings/crt.c), also in thread workers' crt table. */
+int crt_l_pid(lua_State *L);
+
 #endif

@@ -119,6 +119,8 @@ int crt_open_worker(lua_State *L, int id) {
 
   lua_pushliteral(L, CRT_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, crt_l_pid);
+  lua_setfield(L, -2, "pid");
 
   /* The global crt, and require "crt" returns the same table. */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

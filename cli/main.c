@@ -42,7 +42,14 @@ static void usage(FILE *f) {
           "  --threads N    size of the default thread pool (default: cores; also "
           "CRT_THREADS)\n"
           "  --             stop handling options\n"
-          "  -              run standard input as the script and stop handling options\n",
+          "  -              run standard input as the script and stop handling options\n"
+          "Environment:\n"
+          "  CRT_THREADS    size of the default thread pool (--threads wins)\n"
+          "  CRT_EXE        the crt executable that starts child processes\n"
+          "                 (default: the crt next to the running library)\n"
+          "  LUA_PATH_5_4, LUA_PATH, LUA_CPATH_5_4, LUA_CPATH\n"
+          "                 module search paths, as for lua5.4\n"
+          "Documentation: docs/README.md in the crt sources; docs/tasks.md#the-command-line\n",
           progname);
 }
 
